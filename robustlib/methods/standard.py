@@ -1,0 +1,20 @@
+"""Standard (undefended) training: minimise cross-entropy on clean images. Cost 2N per sample."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import Method, accuracy_log
+
+
+class Standard(Method):
+    """min_θ E[CE(f_θ(x), y)] — the "Normal" / "No Defense" / "Undefended" / "Vanilla" rows."""
+
+    name = "Normal"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def loss(self, model, x, y, step):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        return loss, {"acc": accuracy_log(logits, y)}

@@ -1,0 +1,127 @@
+"""Learning-rate (and momentum) schedules as pure functions of training progress.
+
+A schedule maps the fractional epoch ``e = epoch + iteration / iterations_per_epoch`` to ``(lr, momentum)``; momentum
+is None when the schedule leaves it alone. Being pure functions of progress, they need no state in a checkpoint, and
+an interrupted run resumes on exactly the same values.
+
+* :class:`Piecewise`: lr × γ at each milestone epoch (Madry, TRADES, Rice et al., Finlay & Oberman's ÷5 steps).
+* :class:`Cyclic`: PyTorch's ``CyclicLR`` in triangular mode, stepped every iteration, *including* its default
+  momentum cycling (momentum 0.9 at the LR trough, 0.8 at the peak) — NuAT's scripts rely on it — plus NuAT's
+  "cyclic-step" extras: freeze the cycle at an epoch, then multiply by step drops.
+* :class:`Cosine` (with optional linear warm-up) and :class:`Constant`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .errors import ConfigError
+from .registry import Registry
+
+SCHEDULES: Registry[Callable[..., "Schedule"]] = Registry("schedule")
+
+
+class Schedule:
+    def __call__(self, epoch: float) -> tuple[float, float | None]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": type(self).__name__.lower(), **asdict(self)}  # type: ignore[arg-type]
+
+
+@SCHEDULES.register("constant")
+@dataclass
+class Constant(Schedule):
+    lr: float
+
+    def __call__(self, epoch):
+        return self.lr, None
+
+
+@SCHEDULES.register("piecewise")
+@dataclass
+class Piecewise(Schedule):
+    """``lr`` times ``gamma`` for every milestone ≤ the current (integer) epoch."""
+    lr: float
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+    def __call__(self, epoch):
+        k = sum(int(epoch) >= m for m in self.milestones)
+        return self.lr * self.gamma ** k, None
+
+
+@SCHEDULES.register("cyclic")
+@dataclass
+class Cyclic(Schedule):
+    """Triangular cycle base_lr → max_lr over ``up`` epochs, back over ``down`` epochs (torch ``CyclicLR``).
+
+    ``freeze_at``: the scheduler stops stepping at this epoch (lr and momentum keep their values there).
+    ``drops``: {epoch: factor} multiplied into the lr from that epoch on (cumulative), after the freeze.
+    """
+    max_lr: float
+    up: float
+    down: float
+    base_lr: float = 0.0
+    cycle_momentum: bool = True
+    base_momentum: float = 0.8
+    max_momentum: float = 0.9
+    freeze_at: float | None = None
+    drops: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.up <= 0 or self.down <= 0:
+            raise ConfigError(f"cyclic schedule needs up > 0 and down > 0 epochs, got up={self.up}, down={self.down}")
+        self.drops = {int(k): float(v) for k, v in self.drops.items()}
+
+    def scale(self, epoch: float) -> float:
+        total = self.up + self.down
+        cycle = math.floor(1 + epoch / total)
+        x = 1.0 + epoch / total - cycle
+        ratio = self.up / total
+        return x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+
+    def __call__(self, epoch):
+        e = min(epoch, self.freeze_at) if self.freeze_at is not None else epoch
+        s = self.scale(e)
+        lr = self.base_lr + (self.max_lr - self.base_lr) * s
+        for at, factor in self.drops.items():
+            if int(epoch) >= at:
+                lr *= factor
+        mom = self.max_momentum - (self.max_momentum - self.base_momentum) * s if self.cycle_momentum else None
+        return lr, mom
+
+
+@SCHEDULES.register("cosine")
+@dataclass
+class Cosine(Schedule):
+    lr: float
+    epochs: float
+    warmup: float = 0.0
+    final_lr: float = 0.0
+
+    def __call__(self, epoch):
+        if epoch < self.warmup:
+            return self.lr * epoch / self.warmup, None
+        t = min(1.0, (epoch - self.warmup) / max(self.epochs - self.warmup, 1e-12))
+        return self.final_lr + 0.5 * (self.lr - self.final_lr) * (1 + math.cos(math.pi * t)), None
+
+
+def build_schedule(spec: dict | Schedule) -> Schedule:
+    """A schedule from ``{"name": ..., **params}`` (names: ``SCHEDULES.names()``) or a Schedule instance."""
+    if isinstance(spec, Schedule):
+        return spec
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    cls = SCHEDULES.get(name)
+    try:
+        return cls(**spec)
+    except TypeError as e:
+        raise ConfigError(f"bad parameters for the {name!r} schedule: {e}") from None
+
+
+def triangular(max_lr: float, epochs: float, peak: float = 0.4) -> Cyclic:
+    """Linear 0 → max_lr → 0 over ``epochs`` with the peak at ``peak``·epochs, no momentum cycling
+    (Wong et al.'s FBF schedule: 0 → 0.2 → 0)."""
+    return Cyclic(max_lr, up=peak * epochs, down=(1 - peak) * epochs, cycle_momentum=False, freeze_at=epochs)

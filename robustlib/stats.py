@@ -1,0 +1,59 @@
+"""Confidence intervals for accuracies measured on a finite set of test images.
+
+Accuracy on n images is a binomial proportion; we report the Wilson score interval (good coverage at the extremes,
+where robust accuracy of an undefended model sits). A paper's number is a constant, so the interval of the
+difference "ours − paper" is our interval shifted by the paper's number. Two independently measured accuracies are
+compared with Newcombe's hybrid score interval.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k: int | float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials, in percent."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (100 * max(0.0, centre - half), 100 * min(1.0, centre + half))
+
+
+def accuracy_ci(acc_percent: float, n: int) -> tuple[float, float]:
+    """Wilson interval (percent) for an accuracy given in percent on n images."""
+    return wilson_interval(round(acc_percent * n / 100), n)
+
+
+def difference_to_reference(acc_percent: float, n: int, reference: float | None) -> dict:
+    """ours − reference, with the 95 % interval of our measurement carried over (the reference is a constant)."""
+    if reference is None or acc_percent is None or (isinstance(acc_percent, float) and math.isnan(acc_percent)):
+        return {"diff": None, "diff_lo": None, "diff_hi": None}
+    lo, hi = accuracy_ci(acc_percent, n)
+    return {"diff": acc_percent - reference, "diff_lo": lo - reference, "diff_hi": hi - reference}
+
+
+def newcombe_difference(a_percent: float, n_a: int, b_percent: float, n_b: int,
+                        z: float = Z95) -> tuple[float, float, float]:
+    """Difference a − b of two independent proportions (percent) with Newcombe's hybrid score interval."""
+    la, ua = (v / 100 for v in accuracy_ci(a_percent, n_a))
+    lb, ub = (v / 100 for v in accuracy_ci(b_percent, n_b))
+    pa, pb = a_percent / 100, b_percent / 100
+    d = pa - pb
+    lo = d - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
+    hi = d + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
+    return 100 * d, 100 * lo, 100 * hi
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof = 1; 0 for a single value) and count."""
+    v = [float(x) for x in values]
+    if not v:
+        return float("nan"), float("nan"), 0
+    m = sum(v) / len(v)
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+    return m, sd, len(v)
