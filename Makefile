@@ -33,9 +33,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Trained smoke models are shared between the papermill pass (tests/) and the nbval pass (notebooks/) of one run.
+TEST_CACHE := $(CURDIR)/runs/test-cache
 test: install browser
-	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+	rm -rf $(TEST_CACHE)
+	ROBUSTLIB_CHECKPOINTS=$(TEST_CACHE) $(PY) -m pytest tests
+	ROBUSTLIB_CHECKPOINTS=$(TEST_CACHE) ROBUSTLIB_PROGRESS=0 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 reproduce: install
 	$(PY) -m robustlib reproduce --profile $(PROFILE)

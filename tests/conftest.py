@@ -52,3 +52,14 @@ def standard_model(synthetic):
 @pytest.fixture(scope="session")
 def robust_model(synthetic):
     return _train(PGDAT(eps=16 / 255, alpha=4 / 255, steps=5), synthetic[0]).model.eval()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_root):
+    """One smoke-profile batch of every notebook (papermill) with its HTML book, shared by the notebook and book
+    tests. Trained models go to $ROBUSTLIB_CHECKPOINTS when set, so that `make test`'s nbval pass can reuse them."""
+    from robustlib import reproduce
+    run = tmp_path_factory.mktemp("smoke-run")
+    logs: list[str] = []
+    manifest = reproduce.reproduce("smoke", out=run, data_dir=data_root, book=True, log=logs.append)
+    return {"dir": run, "manifest": manifest, "log": logs}

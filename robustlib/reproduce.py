@@ -1,0 +1,314 @@
+"""Batch reproduction: run every chapter notebook through papermill, keep a manifest, build the run's book, publish.
+
+``python -m robustlib reproduce --profile P`` runs ``notebooks/NN_<name>.ipynb`` in order with ``PROFILE=P`` and writes
+everything under ``runs/P/`` (never a tracked file):
+
+    runs/P/manifest.json            git commit, hardware, versions, per-notebook status and wall time
+    runs/P/notebooks/<nb>.ipynb     executed notebooks
+    runs/P/results/<paper>.json     results (schema: robustlib.results), figures under results/figures/
+    runs/P/results/checkpoints/     trained models, reused by later notebooks and reruns
+    runs/P/book/_build/html/        an HTML book of this run
+
+A failing notebook stops the batch with the notebook's name and the failing cell. Rerunning skips notebooks that
+already completed for the same code version and profile (``--force`` reruns them).
+
+``python -m robustlib reproduce --publish runs/P`` copies a completed non-smoke run's executed notebooks into
+``book/chapters/`` and its results into ``book/results/``, so that the committed book shows them.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import nbformat
+
+from .chapters.common import PROFILES, check_profile, repo_root
+from .errors import ConfigError, RobustlibError, UnknownNameError
+from .utils import atomic_write_text, git_info, hardware_info, package_versions
+
+PENDING_TAG = "robustlib-pending"
+
+
+class ReproduceError(RobustlibError):
+    """A notebook of the batch failed, or a run cannot be published."""
+
+
+# --------------------------------------------------------------------------------------------------- notebooks
+
+
+def notebook_dir(root: Path | None = None) -> Path:
+    return (root or repo_root()) / "notebooks"
+
+
+def notebooks(root: Path | None = None) -> list[Path]:
+    """The chapter notebooks in book order (``NN_<name>.ipynb``)."""
+    return sorted(notebook_dir(root).glob("[0-9][0-9]_*.ipynb"))
+
+
+def chapter_name(path: Path) -> str:
+    """``00_adversarial_examples.ipynb`` → ``adversarial_examples`` (also the results' paper key)."""
+    return path.stem.split("_", 1)[1]
+
+
+def select(only: Sequence[str] | None, root: Path | None = None) -> list[Path]:
+    nbs = notebooks(root)
+    if not only:
+        return nbs
+    names = {chapter_name(p): p for p in nbs}
+    wanted = []
+    for n in only:
+        n = n.strip()
+        key = n if n in names else (chapter_name(Path(n)) if "_" in n and Path(n).stem[:2].isdigit() else n)
+        if key not in names:
+            raise UnknownNameError("notebook", n, names)
+        wanted.append(names[key])
+    return [p for p in nbs if p in wanted]
+
+
+def code_version(root: Path) -> str:
+    """The git commit, plus a hash of the uncommitted diff when the tree is modified."""
+    g = git_info(root)
+    commit = g.get("commit") or "unknown"
+    h = hashlib.sha256()
+    if g.get("dirty"):
+        h.update(subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True).stdout)
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=root,
+                               capture_output=True).stdout.split(b"\0")
+    for name in sorted(u for u in untracked if u):
+        p = root / name.decode()
+        if p.is_file():
+            h.update(name + p.read_bytes())
+    if g.get("dirty") or any(untracked):
+        commit += "+" + h.hexdigest()[:8]
+    return commit
+
+
+# ----------------------------------------------------------------------------------------------- reproduce
+
+
+def _manifest_path(run: Path) -> Path:
+    return run / "manifest.json"
+
+
+def load_manifest(run: Path) -> dict:
+    p = _manifest_path(run)
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: str | Path | None = None,
+              force: bool = False, seed: int = 0, device: str = "auto", data_dir: str | Path | None = None,
+              book: bool = True, root: Path | None = None, log=print) -> dict:
+    """Run the notebooks (see module docstring); returns the manifest."""
+    check_profile(profile)
+    root = (root or repo_root()).resolve()
+    run = Path(out or root / "runs" / profile).resolve()
+    (run / "notebooks").mkdir(parents=True, exist_ok=True)
+    results = run / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    data = Path(data_dir or os.environ.get("ROBUSTLIB_DATA", root / "data")).expanduser().resolve()
+    version = code_version(root)
+    manifest = load_manifest(run)
+    if manifest.get("profile") not in (None, profile):
+        raise ConfigError(f"{run} holds a {manifest['profile']!r} run; use another --out for profile {profile!r}")
+    manifest.update(profile=profile, seed=seed, data_dir=str(data), git=git_info(root), code_version=version,
+                    hardware=hardware_info(device), versions=package_versions(["papermill", "jupyter-book"]))
+    entries = manifest.setdefault("notebooks", {})
+    env_before = {k: os.environ.get(k) for k in ("ROBUSTLIB_PROGRESS", "ROBUSTLIB_DATA")}
+    os.environ["ROBUSTLIB_PROGRESS"] = "plain"
+    os.environ["ROBUSTLIB_DATA"] = str(data)
+    try:
+        for nb in select(only, root):
+            name = chapter_name(nb)
+            entry = entries.get(name, {})
+            output = run / "notebooks" / nb.name
+            if (not force and entry.get("status") == "ok" and entry.get("code_version") == version
+                    and output.exists()):
+                log(f"[reproduce] {name}: already completed for code {version} ({entry['wall_s']:.0f} s), skipped")
+                continue
+            log(f"[reproduce] {name}: running {nb.name} with PROFILE={profile!r}")
+            t0 = time.time()
+            entry = {"notebook": nb.name, "output": str(output.relative_to(run)), "code_version": version,
+                     "profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            try:
+                _execute(nb, output, profile, seed, device, data, results, root)
+            except Exception as e:  # papermill's PapermillExecutionError, or a kernel failure
+                entry.update(status="failed", wall_s=round(time.time() - t0, 1), error=_describe(e))
+                entries[name] = entry
+                _write_manifest(run, manifest)
+                raise ReproduceError(f"notebook {nb.name} failed: {entry['error'].rstrip('.')}. The partly executed notebook "
+                                     f"is at {output}; the batch stopped there.") from None
+            res = results / f"{name}.json"
+            entry.update(status="ok", wall_s=round(time.time() - t0, 1),
+                         results=str(res.relative_to(run)) if res.exists() else None)
+            entries[name] = entry
+            _write_manifest(run, manifest)
+            log(f"[reproduce] {name}: ok in {entry['wall_s']:.0f} s")
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if book:
+        manifest["book"] = str(build_run_book(run, root, log=log).relative_to(run))
+        _write_manifest(run, manifest)
+    return manifest
+
+
+def _write_manifest(run: Path, manifest: dict) -> None:
+    atomic_write_text(json.dumps(manifest, indent=2, default=str), _manifest_path(run))
+
+
+def _execute(nb: Path, output: Path, profile: str, seed: int, device: str, data: Path, results: Path,
+             root: Path) -> None:
+    import papermill as pm
+    params = {"PROFILE": profile, "SEED": seed, "DEVICE": device, "DATA_DIR": str(data), "OUT_DIR": str(results)}
+    pm.execute_notebook(str(nb), str(output), parameters=params, cwd=str(nb.parent), kernel_name="python3",
+                        progress_bar=False, log_output=False, report_mode=False)
+    out = nbformat.read(output, as_version=4)
+    out.metadata.setdefault("robustlib", {}).update(profile=profile, seed=seed, code_version=code_version(root))
+    nbformat.write(out, output)
+
+
+def _describe(e: Exception) -> str:
+    idx = getattr(e, "cell_index", None)
+    if idx is not None:
+        return (f"cell {idx} (execution count {getattr(e, 'exec_count', '?')}) raised "
+                f"{getattr(e, 'ename', type(e).__name__)}: {str(getattr(e, 'evalue', e)).strip()}")
+    return f"{type(e).__name__}: {e}"
+
+
+# ----------------------------------------------------------------------------------------------------- books
+
+
+def _jupyter_book() -> str:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    return str(exe) if exe.exists() else "jupyter-book"
+
+
+def run_jupyter_book(src: Path, out: Path, log=print) -> Path:
+    """``jupyter-book build`` with warnings as errors; returns the HTML folder."""
+    cmd = [_jupyter_book(), "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going", "-q"]
+    log("[book] " + " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ReproduceError(f"the book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return out / "_build" / "html"
+
+
+def build_published_book(root: Path | None = None, log=print) -> Path:
+    """Build the committed book (``_config.yml``/``_toc.yml`` at the root) into ``_build/html``."""
+    root = (root or repo_root()).resolve()
+    sync_pending(root)
+    return run_jupyter_book(root, root, log=log)
+
+
+def build_run_book(run: Path, root: Path | None = None, log=print) -> Path:
+    """An HTML book of a run: the committed book with the run's executed notebooks and results in place."""
+    root = (root or repo_root()).resolve()
+    src = run / "book" / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / f, src / f)
+    shutil.copytree(root / "book", src / "book", ignore=shutil.ignore_patterns("_build"))
+    manifest = load_manifest(run)
+    profile = manifest.get("profile", "?")
+    for name, entry in manifest.get("notebooks", {}).items():
+        executed = run / entry["output"]
+        if entry.get("status") == "ok" and executed.exists():
+            nb = nbformat.read(executed, as_version=4)
+            nb.cells.insert(1, _banner(f"Run of profile **{profile}** (code version `{entry['code_version'][:12]}`,"
+                                       f" {entry['wall_s']:.0f} s)." + (
+                                           " The smoke profile trains tiny models on a few thousand images: its "
+                                           "numbers only show that the pipeline works." if profile == "smoke"
+                                           else ""), "note", "Run"))
+            nbformat.write(nb, src / "book" / "chapters" / entry["notebook"])
+    for res in (run / "results").glob("*.json"):
+        shutil.copy(res, src / "book" / "results" / res.name)
+    import yaml
+    cfg = yaml.safe_load((src / "_config.yml").read_text())
+    cfg["title"] = f"{cfg.get('title', 'Book')} — {profile} run"
+    (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return run_jupyter_book(src, run / "book", log=log)
+
+
+def _banner(text: str, kind: str, title: str):
+    cell = nbformat.v4.new_markdown_cell(f"```{{admonition}} {title}\n:class: {kind}\n{text}\n```")
+    cell["id"] = f"robustlib-{title.lower()}"
+    cell.metadata["tags"] = [PENDING_TAG if title == "Results pending" else "robustlib-run"]
+    return cell
+
+
+PENDING_TEXT = ("This chapter has not been published from a GPU run yet, so it shows its code and prose without "
+                "outputs. To see its tables and figures, run `make reproduce` (smoke profile, CPU) and open "
+                "`runs/smoke/book/_build/html`, or run `python -m robustlib reproduce --profile quick` on a GPU and "
+                "publish the run with `python -m robustlib reproduce --publish runs/quick`.")
+
+
+def pending_copy(source: Path):
+    """The published-book stand-in for a chapter with no GPU run yet: the source notebook plus a banner."""
+    nb = nbformat.read(source, as_version=4)
+    nb = copy.deepcopy(nb)
+    nb.cells.insert(1, _banner(PENDING_TEXT, "warning", "Results pending"))
+    nb.metadata.setdefault("robustlib", {})["pending"] = True
+    return nb
+
+
+def is_pending(path: Path) -> bool:
+    nb = nbformat.read(path, as_version=4)
+    return bool(nb.metadata.get("robustlib", {}).get("pending"))
+
+
+def sync_pending(root: Path | None = None) -> list[Path]:
+    """Refresh ``book/chapters/<nb>`` from ``notebooks/<nb>`` for every chapter that is not published yet."""
+    root = (root or repo_root()).resolve()
+    changed = []
+    for src in notebooks(root):
+        dst = root / "book" / "chapters" / src.name
+        if dst.exists() and not is_pending(dst):
+            continue
+        text = nbformat.writes(pending_copy(src))
+        if not dst.exists() or dst.read_text() != text + "\n" and dst.read_text() != text:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(text)
+            changed.append(dst)
+    return changed
+
+
+def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
+    """Copy a completed run's executed notebooks and results into the committed book (refuses smoke runs)."""
+    root = (root or repo_root()).resolve()
+    run = Path(run).resolve()
+    manifest = load_manifest(run)
+    if not manifest:
+        raise ReproduceError(f"{run} has no manifest.json: it is not a reproduce run folder")
+    profile = manifest.get("profile")
+    if profile == "smoke":
+        raise ReproduceError(f"{run} is a smoke run; only 'quick' or 'paper' runs can be published "
+                             f"(valid: {', '.join(p for p in PROFILES if p != 'smoke')})")
+    copied = []
+    for name, entry in manifest.get("notebooks", {}).items():
+        if entry.get("status") != "ok":
+            log(f"[publish] {name}: not completed ({entry.get('status')}), skipped")
+            continue
+        nb_src = run / entry["output"]
+        dst = root / "book" / "chapters" / entry["notebook"]
+        shutil.copy(nb_src, dst)
+        copied.append(dst)
+        if entry.get("results"):
+            res_dst = root / "book" / "results" / f"{name}.json"
+            shutil.copy(run / entry["results"], res_dst)
+            copied.append(res_dst)
+        log(f"[publish] {name}: copied")
+    return copied

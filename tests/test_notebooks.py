@@ -1,0 +1,136 @@
+"""Notebooks: stored clean, thin parameter cells, every notebook runs in the smoke profile through papermill and
+writes results that follow the schema; the batch pipeline's skip, failure and publish rules."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from robustlib import reproduce, results
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = reproduce.notebooks(ROOT)
+PARAMETERS = {"PROFILE", "SEED", "DEVICE", "DATA_DIR", "OUT_DIR"}
+
+
+def test_there_are_chapter_notebooks():
+    assert [p.name for p in NOTEBOOKS][:1] == ["00_adversarial_examples.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_are_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (executed copies live in book/)"
+
+
+def test_the_output_check_catches_a_notebook_with_outputs(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1", execution_count=1,
+                                                                   outputs=[nbformat.v4.new_output(
+                                                                       "execute_result", {"text/plain": "2"},
+                                                                       execution_count=1)])])
+    p = tmp_path / "00_x.ipynb"
+    nbformat.write(nb, p)
+    with pytest.raises(AssertionError, match="hold outputs"):
+        test_source_notebooks_are_stored_without_outputs(p)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_holds_only_plain_values(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    tree = ast.parse(first.source)
+    names = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
+        names[node.targets[0].id] = ast.literal_eval(node.value)  # raises for anything but a literal
+    assert set(names) == PARAMETERS
+    assert names["PROFILE"] == "smoke"
+    assert "summary()" in code[-1].source, "the last cell must print the run summary"
+
+
+def test_published_chapters_are_in_sync_or_from_a_real_run():
+    for src in NOTEBOOKS:
+        dst = ROOT / "book" / "chapters" / src.name
+        assert dst.exists(), f"{dst} is missing: run `python -m robustlib book`"
+        if reproduce.is_pending(dst):
+            expected = nbformat.writes(reproduce.pending_copy(src))
+            assert dst.read_text().strip() == expected.strip(), (
+                f"{dst.name} is out of date with notebooks/{src.name}: run `python -m robustlib book`")
+        else:
+            meta = nbformat.read(dst, as_version=4).metadata.get("robustlib", {})
+            assert meta.get("profile") in ("quick", "paper"), f"{dst.name} was published from a {meta} run"
+
+
+def test_every_notebook_runs_in_the_smoke_profile_and_writes_valid_results(smoke_run):
+    run, manifest = smoke_run["dir"], smoke_run["manifest"]
+    assert manifest["profile"] == "smoke" and manifest["git"]["commit"]
+    for nb in NOTEBOOKS:
+        name = reproduce.chapter_name(nb)
+        entry = manifest["notebooks"][name]
+        assert entry["status"] == "ok" and entry["wall_s"] > 0
+        doc = results.load(run / "results" / f"{name}.json")
+        assert doc["paper"] == name and doc["profile"] == "smoke" and doc["rows"]
+        for fig in doc["figures"]:
+            assert (run / "results" / fig).stat().st_size > 0
+        executed = nbformat.read(run / entry["output"], as_version=4)
+        assert executed.metadata["robustlib"]["profile"] == "smoke"
+    on_disk = json.loads((run / "manifest.json").read_text())
+    assert on_disk["notebooks"].keys() == manifest["notebooks"].keys()
+
+
+def test_rerun_skips_completed_notebooks_and_changes_no_tracked_file(smoke_run):
+    before = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                            capture_output=True, text=True).stdout
+    logs: list[str] = []
+    reproduce.reproduce("smoke", out=smoke_run["dir"], book=False, log=logs.append)
+    assert logs and all("already completed" in line for line in logs), logs
+    after = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout
+    assert before == after
+
+
+def test_a_failing_notebook_stops_the_batch_naming_notebook_and_cell(tmp_path):
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    cells = [nbformat.v4.new_code_cell('PROFILE = "smoke"\nSEED = 0\nDEVICE = "auto"\nDATA_DIR = None\n'
+                                       'OUT_DIR = None'),
+             nbformat.v4.new_code_cell("x = 1"),
+             nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    cells[0].metadata["tags"] = ["parameters"]
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=meta), root / "notebooks" / "00_first.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")], metadata=meta),
+                   root / "notebooks" / "01_second.ipynb")
+    with pytest.raises(reproduce.ReproduceError,
+                       match=r"00_first\.ipynb failed: cell \d+ \(execution count 4\) raised ValueError: boom"):
+        reproduce.reproduce("smoke", out=tmp_path / "run", book=False, root=root, log=lambda s: None)
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["notebooks"]["first"]["status"] == "failed" and "second" not in m["notebooks"]
+
+
+def test_publish_refuses_smoke_runs(smoke_run):
+    with pytest.raises(reproduce.ReproduceError, match="smoke run"):
+        reproduce.publish(smoke_run["dir"], root=ROOT)
+
+
+def test_unknown_notebook_and_profile_names():
+    import robustlib as rl
+    with pytest.raises(rl.UnknownNameError, match="Valid notebook names: adversarial_examples"):
+        reproduce.select(["adversarial"], ROOT)
+    with pytest.raises(rl.UnknownNameError, match="Valid profile names: paper, quick, smoke"):
+        reproduce.reproduce("fast", out=ROOT / "runs" / "never", book=False)
+
+
+def test_results_schema_rejects_bad_documents():
+    with pytest.raises(results.SchemaError) as e:
+        results.validate({"paper": "nuat", "profile": "smoke", "rows": [{"method": "NuAT", "metrics": {"clean": "x"}}]})
+    msg = str(e.value)
+    assert "missing top-level key 'hardware'" in msg and "metrics['clean'] should be a number" in msg
