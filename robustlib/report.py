@@ -30,6 +30,7 @@ class Report:
     n_eval: int
     seed: int = 0
     device: str = "auto"
+    part: str | None = None              # a part notebook of a paper writes <paper>__<part>.json
     rows: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
@@ -99,7 +100,7 @@ class Report:
 
     def savefig(self, fig, name: str) -> None:
         """Save ``fig`` as ``<OUT_DIR>/figures/<paper>/<name>.{png,svg}`` (the notebook shows it as usual)."""
-        folder = self.out_dir / "figures" / self.paper
+        folder = self.out_dir / "figures" / self.name
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for ext in ("png", "svg"):
@@ -119,12 +120,21 @@ class Report:
         return {"paper": self.paper, "profile": self.profile, "dataset": self.dataset, "n_eval": int(self.n_eval),
                 "seed": self.seed, "hardware": hardware_info(dev), "versions": package_versions(),
                 "git": git_info(Path(__file__).parent), "wall_s": round(self.wall_s, 2), "rows": self.rows,
-                "figures": [str(p.relative_to(self.out_dir)) for p in self.figures], **self.extra}
+                "figures": [str(p.relative_to(self.out_dir)) for p in self.figures],
+                **({"part": self.part} if self.part else {}), **self.extra}
+
+    @property
+    def name(self) -> str:
+        return f"{self.paper}__{self.part}" if self.part else self.paper
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / f"{self.name}.json"
 
     def write(self) -> Path:
-        """Validate and write ``<OUT_DIR>/<paper>.json``; returns its path."""
+        """Validate and write ``<OUT_DIR>/<paper>.json`` (``<paper>__<part>.json`` for a part); returns its path."""
         doc = results.validate(self.document())
-        path = self.out_dir / f"{self.paper}.json"
+        path = self.path
         atomic_write_text(results.dumps(doc), path)
         return path
 
@@ -139,7 +149,7 @@ class Report:
                  f"git          {d['git'].get('commit') or 'unknown'}{' (modified)' if d['git'].get('dirty') else ''}",
                  f"seed         {self.seed}",
                  f"wall time    {self.wall_s:.1f} s",
-                 f"results      {self.out_dir / (self.paper + '.json')}"]
+                 f"results      {self.path}"]
         text = "\n".join(lines)
         print(text)
         return text

@@ -54,22 +54,33 @@ def notebooks(root: Path | None = None) -> list[Path]:
 
 
 def chapter_name(path: Path) -> str:
-    """``00_adversarial_examples.ipynb`` → ``adversarial_examples`` (also the results' paper key)."""
+    """``00_adversarial_examples.ipynb`` → ``adversarial_examples``; ``11_nuat__baselines.ipynb`` →
+    ``nuat__baselines``. The name is also the results file's stem (``<name>.json``)."""
     return path.stem.split("_", 1)[1]
 
 
+def paper_key(name: str) -> str:
+    """The paper a notebook belongs to: a paper may split its runs over several notebooks,
+    ``NN_<paper>__<part>.ipynb``, each ≤ 10 minutes, followed by the chapter notebook ``NN_<paper>.ipynb``."""
+    return name.split("__", 1)[0]
+
+
 def select(only: Sequence[str] | None, root: Path | None = None) -> list[Path]:
+    """The notebooks named in ``only`` (a notebook name, or a paper key for all of its notebooks)."""
     nbs = notebooks(root)
     if not only:
         return nbs
     names = {chapter_name(p): p for p in nbs}
-    wanted = []
+    papers = {paper_key(n) for n in names}
+    wanted = set()
     for n in only:
         n = n.strip()
-        key = n if n in names else (chapter_name(Path(n)) if "_" in n and Path(n).stem[:2].isdigit() else n)
-        if key not in names:
-            raise UnknownNameError("notebook", n, names)
-        wanted.append(names[key])
+        if n in names:
+            wanted.add(names[n])
+        elif n in papers:
+            wanted |= {p for k, p in names.items() if paper_key(k) == n}
+        else:
+            raise UnknownNameError("notebook", n, sorted(set(names) | papers))
     return [p for p in nbs if p in wanted]
 
 

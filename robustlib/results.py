@@ -12,6 +12,7 @@ Schema (documented in the book's appendix; extra keys are allowed and preserved)
       "versions": {...},               # robustlib.utils.package_versions()
       "git": {"commit": "...", "dirty": false},
       "wall_s": 512.3,                 # wall time of the whole notebook
+      "part": "baselines",             # optional: a paper's part notebook (file <paper>__<part>.json)
       "rows": [
         {
           "table": "cifar10_resnet18", # which table of the chapter the row belongs to

@@ -77,7 +77,7 @@ def test_every_notebook_runs_in_the_smoke_profile_and_writes_valid_results(smoke
         entry = manifest["notebooks"][name]
         assert entry["status"] == "ok" and entry["wall_s"] > 0
         doc = results.load(run / "results" / f"{name}.json")
-        assert doc["paper"] == name and doc["profile"] == "smoke" and doc["rows"]
+        assert doc["paper"] == reproduce.paper_key(name) and doc["profile"] == "smoke" and doc["rows"]
         for fig in doc["figures"]:
             assert (run / "results" / fig).stat().st_size > 0
         executed = nbformat.read(run / entry["output"], as_version=4)

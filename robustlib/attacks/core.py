@@ -19,6 +19,15 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
+from ..registry import Registry
+
+ATTACKS: Registry = Registry("attack")
+
+
+def register_attack(name: str):
+    """Decorator: register an attack constructor under ``name`` (see ``ATTACKS.names()``)."""
+    return ATTACKS.register(name)
+
 
 BN_MODES = ("eval", "train")
 NORMS = ("linf", "l2")

@@ -1,19 +1,13 @@
-"""Training methods. Each is one short module beside its paper's equations; all share the one Trainer."""
+"""Training methods. Each is one short module beside its paper's equations; all share the one Trainer.
+
+Modules register their methods with :func:`register_method`; ``METHODS.names()`` lists them.
+"""
 from __future__ import annotations
 
-from typing import Callable
-
-from ..registry import Registry
-from .adversarial import PGDAT, fbf, fgsm_at, rfgsm_at
-from .base import Method, Step, accuracy_log
+from .base import METHODS, Method, Step, accuracy_log, register_method
 from .standard import Standard
-
-METHODS: Registry[Callable[..., Method]] = Registry("method")
-METHODS.register("standard", Standard)
-METHODS.register("pgd_at", PGDAT)
-METHODS.register("fbf", fbf)
-METHODS.register("fgsm_at", fgsm_at)
-METHODS.register("rfgsm_at", rfgsm_at)
+from .adversarial import PGDAT, fbf, fgsm_at, rfgsm_at
+from . import nuat, baselines, abnn, advprop, gradreg  # noqa: E402,F401  (register their methods)
 
 
 def build_method(name: str, **kwargs) -> Method:
@@ -21,5 +15,5 @@ def build_method(name: str, **kwargs) -> Method:
     return METHODS.build(name, **kwargs)
 
 
-__all__ = ["METHODS", "build_method", "Method", "Step", "accuracy_log", "Standard", "PGDAT", "fbf", "fgsm_at",
-           "rfgsm_at"]
+__all__ = ["METHODS", "build_method", "register_method", "Method", "Step", "accuracy_log", "Standard", "PGDAT",
+           "fbf", "fgsm_at", "rfgsm_at"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from ..attacks import PGD
-from .base import Method, accuracy_log
+from .base import Method, accuracy_log, register_method
 
 
+@register_method("pgd_at")
 class PGDAT(Method):
     name = "PGD-AT"
 
@@ -40,16 +41,19 @@ class PGDAT(Method):
         return loss, {"adv_acc": accuracy_log(logits, y)}
 
 
+@register_method("fbf")
 def fbf(eps: float = 8 / 255, alpha: float | None = None, **kw) -> PGDAT:
     """FGSM with a uniform random start and step 1.25ε (Wong et al., ICLR 2020)."""
     return PGDAT(eps, 1.25 * eps if alpha is None else alpha, 1, start="uniform", name=kw.pop("name", "FBF"), **kw)
 
 
+@register_method("fgsm_at")
 def fgsm_at(eps: float = 8 / 255, **kw) -> PGDAT:
     """FGSM-AT: x + ε·sign(∇CE), no random start (Goodfellow et al., ICLR 2015)."""
     return PGDAT(eps, eps, 1, start=None, name=kw.pop("name", "FGSM-AT"), **kw)
 
 
+@register_method("rfgsm_at")
 def rfgsm_at(eps: float = 8 / 255, alpha: float | None = None, **kw) -> PGDAT:
     """R-FGSM-AT (Tramèr et al., ICLR 2018): x' = x + α·sign(N(0, I)), then a step of ε − α (α = ε/2)."""
     a = eps / 2 if alpha is None else alpha

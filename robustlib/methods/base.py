@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
+from ..registry import Registry
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..training import Trainer
+
+
+METHODS: Registry = Registry("method")
+
+
+def register_method(name: str):
+    """Decorator: register a Method subclass or factory under ``name`` (see ``METHODS.names()``)."""
+    return METHODS.register(name)
 
 
 @dataclass

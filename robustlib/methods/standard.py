@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .base import Method, accuracy_log
+from .base import Method, accuracy_log, register_method
 
 
+@register_method("standard")
 class Standard(Method):
     """min_θ E[CE(f_θ(x), y)] — the "Normal" / "No Defense" / "Undefended" / "Vanilla" rows."""
 

@@ -5,17 +5,15 @@ Width and depth are parameters so that smoke runs use tiny versions of the same 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch.nn as nn
 
-from ..registry import Registry
+from .registry import MODELS, register_model
 from .norm import Normalize, count_batchnorms, replace_batchnorm
 from .resnet import PreActResNet, ResNet, preact_resnet18, resnet18, resnet50
 from .wideresnet import WideResNet, wide_resnet
 from .mnist import MNISTNet, mnist_cnn
+from . import resnext, video  # noqa: E402,F401  (register their models)
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 MODELS.register("resnet18", resnet18)
 MODELS.register("resnet50", resnet50)
 MODELS.register("preact_resnet18", preact_resnet18)
@@ -32,6 +30,6 @@ def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "build_model", "num_parameters", "Normalize", "replace_batchnorm", "count_batchnorms",
+__all__ = ["MODELS", "register_model", "build_model", "num_parameters", "Normalize", "replace_batchnorm", "count_batchnorms",
            "ResNet", "PreActResNet", "WideResNet", "MNISTNet", "resnet18", "resnet50", "preact_resnet18",
            "wide_resnet", "mnist_cnn"]

@@ -1,0 +1,1 @@
+"""Nuclear-norm and Frobenius-norm attacks of the NuAT chapter. Filled in by the NuAT chapter."""

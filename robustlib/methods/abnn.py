@@ -1,0 +1,1 @@
+"""ABNN: adaptive batch-normalisation networks (Lo & Patel, AVSS 2024). Filled in by the ABNN chapter."""
