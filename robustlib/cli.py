@@ -2,7 +2,9 @@
 
     python -m robustlib reproduce --profile smoke            # run every notebook, build the run's book
     python -m robustlib reproduce --profile quick --only nuat
+    python -m robustlib reproduce --profile paper --gpus 4   # every training on 4 GPUs (torchrun)
     python -m robustlib reproduce --publish runs/quick        # copy a GPU run into the committed book
+    python -m robustlib bench --device cuda                   # throughput of the training methods
     python -m robustlib book                                  # build the committed book into _build/html
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--device", default="auto")
     rp.add_argument("--data", default=None, help="data folder (default: $ROBUSTLIB_DATA or ./data)")
     rp.add_argument("--no-book", action="store_true", help="do not build the run's HTML book")
+    rp.add_argument("--gpus", type=int, default=1, help="train on K GPUs with torchrun (default 1)")
     rp.add_argument("--publish", metavar="RUN_DIR", default=None,
                     help="copy a completed quick/paper run into book/chapters and book/results")
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             only = [s for s in args.only.split(",") if s.strip()] if args.only else None
             m = r.reproduce(args.profile, only, args.out, args.force, args.seed, args.device, args.data,
-                            book=not args.no_book)
+                            book=not args.no_book, gpus=args.gpus)
             total = sum(e.get("wall_s", 0) for e in m["notebooks"].values())
             print(f"[reproduce] done: {len(m['notebooks'])} notebooks, {total:.0f} s of notebook time; "
                   f"book: {m.get('book', 'not built')}")

@@ -412,29 +412,38 @@ class Augment:
     flip: bool = True
     cutout: int = 0
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment a uint8 batch (B, C, H, W); returns floats in [0, 1]."""
+    def sample(self, b: int, h: int, w: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
+        """Draw the random parameters for a batch of ``b`` images (crop offsets, flips, Cutout centres)."""
+        p = self.crop_padding
+        out = {"oy": torch.randint(0, 2 * p + 1, (b,), generator=generator, device=device),
+               "ox": torch.randint(0, 2 * p + 1, (b,), generator=generator, device=device)}
+        if self.flip:
+            out["flip"] = torch.rand(b, generator=generator, device=device) < 0.5
+        if self.cutout:
+            out["cy"] = torch.randint(0, h, (b,), generator=generator, device=device)
+            out["cx"] = torch.randint(0, w, (b,), generator=generator, device=device)
+        return out
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Augment a uint8 batch (B, C, H, W) with drawn parameters; returns floats in [0, 1]."""
         b, c, h, w = x.shape
         dev = x.device
         p = self.crop_padding
         if p:
             x = torch.nn.functional.pad(x, (p, p, p, p), value=self.fill)
-        oy = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=dev)
-        ox = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=dev)
+        oy, ox = params["oy"], params["ox"]
         ar_h = torch.arange(h, device=dev)
         ar_w = torch.arange(w, device=dev)
         rows = oy[:, None] + ar_h                                  # (B, H)
         cols = ox[:, None] + ar_w                                  # (B, W)
         if self.flip:
-            flip = torch.rand(b, generator=generator, device=dev) < 0.5
-            cols = torch.where(flip[:, None], ox[:, None] + (w - 1 - ar_w), cols)
+            cols = torch.where(params["flip"][:, None], ox[:, None] + (w - 1 - ar_w), cols)
         bi = torch.arange(b, device=dev)[:, None, None, None]
         ci = torch.arange(c, device=dev)[None, :, None, None]
         x = x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
         x = x.float().div_(255)
         if self.cutout:
-            cy = torch.randint(0, h, (b,), generator=generator, device=dev)
-            cx = torch.randint(0, w, (b,), generator=generator, device=dev)
+            cy, cx = params["cy"], params["cx"]
             half = self.cutout // 2
             mask = (((ar_h[None, :] - cy[:, None]).abs() < half)[:, :, None]
                     & ((ar_w[None, :] - cx[:, None]).abs() < half)[:, None, :])[:, None]  # (B,1,H,W)
@@ -443,50 +452,84 @@ class Augment:
             x = torch.where(mask, mean, x)
         return x
 
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment a uint8 batch (B, C, H, W); returns floats in [0, 1]."""
+        return self.apply(x, self.sample(x.shape[0], x.shape[2], x.shape[3], generator, x.device))
+
 
 class BatchIterator:
     """Shuffled, augmented minibatches from a dataset that lives on ``device``.
 
-    The uint8 images are moved to the device once; each epoch draws its permutation and augmentation from a
-    generator seeded by ``(seed, epoch)``, so epoch ``e`` is the same whether or not the run was interrupted before it.
-    Nothing is computed on the host per batch.
+    The uint8 images are moved to the device once; each epoch draws its permutation and augmentation from generators
+    seeded by ``(seed, epoch)``, so epoch ``e`` is the same whether or not the run was interrupted before it. Nothing
+    is computed on the host per batch.
+
+    ``shards = K`` splits the data into K shards (image i belongs to shard i mod K), each permuted and augmented by
+    its own generator; every global batch takes ``batch_size / K`` images from each shard. With ``rank = r`` the
+    iterator holds and yields only shard r's part — that is what rank r of a K-process run trains on — and with
+    ``rank = None`` it yields the whole global batch, so a single process reproduces a K-process run exactly.
     """
 
     def __init__(self, data: ArrayDataset, batch_size: int, *, device: torch.device | str = "cpu",
-                 shuffle: bool = True, augment: Augment | None = None, drop_last: bool = True, seed: int = 0):
+                 shuffle: bool = True, augment: Augment | None = None, drop_last: bool = True, seed: int = 0,
+                 shards: int = 1, rank: int | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+        if shards < 1 or batch_size % shards:
+            raise ConfigError(f"batch_size {batch_size} must be a multiple of the number of shards {shards}")
+        if rank is not None and not 0 <= rank < shards:
+            raise ConfigError(f"rank {rank} is not in [0, {shards})")
         if drop_last and len(data) < batch_size:
             raise NotEnoughDataError(f"{data.name} {data.split} holds {len(data)} images, fewer than one batch of "
                                      f"{batch_size} (drop_last=True); lower the batch size")
+        if shards > 1 and not drop_last:
+            raise ConfigError("sharded iteration needs drop_last=True")
         self.device = torch.device(device)
-        self.x = data.x.to(self.device)
-        self.y = data.y.to(self.device)
+        self.shards, self.rank = shards, rank
+        self.per_shard = batch_size // shards
+        self.shard_len = len(data) // shards       # every shard is cut to the same length
+        own = range(shards) if rank is None else [rank]
+        self.xs = {s: data.x[s::shards][:self.shard_len].to(self.device) for s in own}
+        self.ys = {s: data.y[s::shards][:self.shard_len].to(self.device) for s in own}
+        self.n = len(data) if shards == 1 else self.shard_len * shards
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.drop_last, self.seed = drop_last, seed
 
+    @property
+    def x(self) -> torch.Tensor:
+        return torch.cat([self.xs[s] for s in sorted(self.xs)]) if len(self.xs) > 1 else next(iter(self.xs.values()))
+
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.shards > 1:
+            return self.shard_len // self.per_shard
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     @property
     def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.x)
+        return len(self) * self.batch_size if self.drop_last else self.n
 
-    def generator(self, epoch: int) -> torch.Generator:
+    def generator(self, epoch: int, shard: int = 0) -> torch.Generator:
         g = torch.Generator(device=self.device)
-        g.manual_seed(derive_seed("batches", self.seed, epoch))
+        g.manual_seed(derive_seed("batches", self.seed, epoch) if self.shards == 1
+                      else derive_seed("batches", self.seed, epoch, shard, self.shards))
         return g
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = self.generator(epoch)
-        n = len(self.x)
-        order = torch.randperm(n, generator=g, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
+        gens = {s: self.generator(epoch, s) for s in self.xs}
+        orders = {}
+        for s, g in gens.items():
+            n = len(self.xs[s])
+            orders[s] = torch.randperm(n, generator=g, device=self.device) if self.shuffle else torch.arange(
+                n, device=self.device)
+        b = self.per_shard if self.shards > 1 else self.batch_size
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb, yb = self.x[idx], self.y[idx]
-            xb = self.augment(xb, g) if self.augment is not None else xb.float().div_(255)
-            yield xb, yb
+            xs, ys = [], []
+            for s in sorted(self.xs):
+                idx = orders[s][i * b:(i + 1) * b]
+                xb, yb = self.xs[s][idx], self.ys[s][idx]
+                xs.append(self.augment(xb, gens[s]) if self.augment is not None else xb.float().div_(255))
+                ys.append(yb)
+            yield (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
 
     __iter__ = epoch
 

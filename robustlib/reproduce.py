@@ -116,8 +116,11 @@ def load_manifest(run: Path) -> dict:
 
 def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: str | Path | None = None,
               force: bool = False, seed: int = 0, device: str = "auto", data_dir: str | Path | None = None,
-              book: bool = True, root: Path | None = None, log=print) -> dict:
-    """Run the notebooks (see module docstring); returns the manifest."""
+              book: bool = True, root: Path | None = None, log=print, gpus: int = 1) -> dict:
+    """Run the notebooks (see module docstring); returns the manifest.
+
+    ``gpus`` = K > 1 runs every training of the notebooks on K processes through ``torchrun`` (one GPU each).
+    """
     check_profile(profile)
     root = (root or repo_root()).resolve()
     run = Path(out or root / "runs" / profile).resolve()
@@ -129,12 +132,13 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
     manifest = load_manifest(run)
     if manifest.get("profile") not in (None, profile):
         raise ConfigError(f"{run} holds a {manifest['profile']!r} run; use another --out for profile {profile!r}")
-    manifest.update(profile=profile, seed=seed, data_dir=str(data), git=git_info(root), code_version=version,
+    manifest.update(profile=profile, seed=seed, gpus=gpus, data_dir=str(data), git=git_info(root), code_version=version,
                     hardware=hardware_info(device), versions=package_versions(["papermill", "jupyter-book"]))
     entries = manifest.setdefault("notebooks", {})
-    env_before = {k: os.environ.get(k) for k in ("ROBUSTLIB_PROGRESS", "ROBUSTLIB_DATA")}
+    env_before = {k: os.environ.get(k) for k in ("ROBUSTLIB_PROGRESS", "ROBUSTLIB_DATA", "ROBUSTLIB_GPUS")}
     os.environ["ROBUSTLIB_PROGRESS"] = "plain"
     os.environ["ROBUSTLIB_DATA"] = str(data)
+    os.environ["ROBUSTLIB_GPUS"] = str(gpus)
     try:
         for nb in select(only, root):
             name = chapter_name(nb)

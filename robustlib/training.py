@@ -4,6 +4,11 @@ The Trainer owns the loop: GPU-resident batches, SGD with a schedule set every i
 parameters and BN buffers), bf16 autocast + channels_last on GPU (fp32 on CPU), the cost meter, per-epoch
 checkpoint selection on a hold-out split, tqdm progress, and checkpoints.
 
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same Trainer runs data-parallel: see :mod:`robustlib.distributed` for how
+a K-process run maps onto a single-process one (``TrainConfig(data_shards=K)`` reproduces it on one device).
+``TrainConfig(compile={...})`` runs training and attack passes through ``torch.compile`` (keyword arguments passed
+on); it must not change results, and a test compares it with the eager path.
+
 Checkpoints: ``<out_dir>/last.pt`` is rewritten atomically after every epoch and holds everything needed to continue
 (model, optimiser, weight averages, method state, RNG states, history, cost meter, elapsed time). Constructing a
 Trainer with the same ``out_dir`` and configuration resumes from it; on CPU the resumed run ends with bitwise the same
@@ -25,6 +30,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from . import distributed as dist
 from .attacks import Attack
 from .cost import CostMeter
 from .data import ArrayDataset, Augment, BatchIterator
@@ -57,6 +63,8 @@ class TrainConfig:
     max_batches: int | None = None          # cap batches per epoch (smoke runs)
     nan_check_every: int = 50               # host sync cadence for the NaN check and the progress bar
     grad_clip: float | None = None
+    data_shards: int = 1                    # K: batches as a K-process run sees them (see robustlib.distributed)
+    compile: dict | None = None             # torch.compile keyword arguments, e.g. {} or {"mode": "max-autotune"}
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -70,6 +78,13 @@ class TrainConfig:
         d = asdict(self)
         d["schedule"] = self.schedule.describe()
         d["augment"] = asdict(self.augment) if self.augment is not None else None
+        return d
+
+    def fingerprint_fields(self) -> dict:
+        """What decides the trained weights (not how fast they are computed)."""
+        d = self.describe()
+        for k in ("compile", "nan_check_every"):
+            d.pop(k, None)
         return d
 
 
@@ -125,6 +140,22 @@ class TrainResult:
         return m.eval()
 
 
+class _Compiled(nn.Module):
+    """The model as the method sees it when ``TrainConfig.compile`` is set: forward through ``torch.compile``.
+
+    The cost meter watches this wrapper (its hooks stay outside the compiled graph); state, weight averages and
+    checkpoints use the original module.
+    """
+
+    def __init__(self, model: nn.Module, kwargs: dict):
+        super().__init__()
+        self.inner = model
+        self._fn = torch.compile(model, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+
 def cost_networks(model: nn.Module) -> dict[str, nn.Module]:
     """The networks whose passes the cost meter counts: ``model.cost_networks()`` if defined, else the model."""
     fn = getattr(model, "cost_networks", None)
@@ -137,6 +168,12 @@ class Trainer:
                  selector: Selector | None = None, progress_bar: bool = True, name: str | None = None,
                  extra_fingerprint: dict | None = None):
         self.device = resolve_device(device)
+        distributed = dist.init_from_env(self.device)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        if distributed:
+            self.device = dist.local_device(self.device)
+            if config.data_shards not in (1, self.world):
+                raise ConfigError(f"data_shards={config.data_shards} does not match the {self.world} processes")
         self.config = config
         self.method = method
         self.selector = selector
@@ -144,17 +181,31 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress_bar = progress_bar
         seed_everything(config.seed)
+        model_repr = repr(model)                # before any BatchNorm conversion, so fingerprints agree
         self.model = model.to(self.device)
+        if self.world > 1:
+            dist.convert_batchnorm(self.model, self.device)
+            dist.broadcast_parameters(self.model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        shards = self.world if self.world > 1 else config.data_shards
         self.batches = BatchIterator(train_data, config.batch_size, device=self.device, shuffle=True,
-                                     augment=config.augment, drop_last=True, seed=config.seed)
+                                     augment=config.augment, drop_last=True, seed=config.seed, shards=shards,
+                                     rank=self.rank if self.world > 1 else None)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=0.0, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.emas = {e.name: e for e in (EMA(self.model, t) for t in config.ema)}
         self.meter = CostMeter()
-        for net_name, net in cost_networks(self.model).items():
+        nets = cost_networks(self.model)
+        self.step_model = self.model
+        if config.compile is not None:
+            if set(nets) != {"model"}:
+                raise ConfigError("compile= supports single-network models only (this model has cost networks "
+                                  f"{', '.join(nets)})")
+            self.step_model = _Compiled(self.model, config.compile)
+            nets = {"model": self.step_model}
+        for net_name, net in nets.items():
             self.meter.watch(net, net_name)
         for e in self.emas.values():
             self.meter.watch(e.model, e.name)
@@ -165,8 +216,9 @@ class Trainer:
         self.global_step = 0
         self.method.setup(self)
         self.fingerprint = fingerprint({
-            "config": config.describe(), "method": type(method).__name__, "hp": method.hyperparameters(),
-            "model": repr(self.model), "data": [train_data.name, len(train_data), int(train_data.y.sum())],
+            "config": {**config.fingerprint_fields(), "data_shards": shards}, "method": type(method).__name__,
+            "hp": method.hyperparameters(),
+            "model": model_repr, "data": [train_data.name, len(train_data), int(train_data.y.sum())],
             "selector": None if selector is None else [len(selector.data), repr(selector.attack), selector.metric],
             "extra": extra_fingerprint or {}})
         if self.out_dir is not None and (self.out_dir / "last.pt").exists():
@@ -199,10 +251,15 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
-    def _state(self, finished: bool) -> dict:
+    def _rng_state(self) -> dict:
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def _state(self, finished: bool) -> dict:
+        rng = self._rng_state()
+        ranks = dist.all_gather_object(rng) if self.world > 1 else None
         return {
             "format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "name": self.name,
             "config": json.dumps(self.config.describe(), default=str),
@@ -212,11 +269,15 @@ class Trainer:
             "method": self.method.state_dict(), "meter": self.meter.state_dict(),
             "history": json.dumps(self.history), "best": json.dumps(self.best),
             "rng": rng, "train_seconds": self.train_seconds,
+            **({"rng_ranks": ranks} if ranks is not None else {}),
         }
 
     def _save(self, finished: bool = False) -> None:
         if self.out_dir is not None:
-            atomic_save(self._state(finished), self.out_dir / "last.pt")
+            state = self._state(finished)           # collective when distributed: every rank takes part
+            if self.rank == 0:
+                atomic_save(state, self.out_dir / "last.pt")
+            dist.barrier()
 
     def _resume(self) -> None:
         path = self.out_dir / "last.pt"
@@ -236,9 +297,12 @@ class Trainer:
         self.best = json.loads(state["best"])
         self.train_seconds = float(state["train_seconds"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        torch.set_rng_state(state["rng"]["cpu"].cpu())
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        rng = state["rng"]
+        if self.world > 1 and len(state.get("rng_ranks") or []) == self.world:
+            rng = state["rng_ranks"][self.rank]
+        torch.set_rng_state(rng["cpu"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
 
     @property
     def finished(self) -> bool:
@@ -260,10 +324,12 @@ class Trainer:
         loss = None
         for _ in range(self.method.replays):
             with self.meter.active(samples=len(x)), self.autocast():
-                out = self.method.loss(self.model, x, y, step)
+                out = self.method.loss(self.step_model, x, y, step)
                 loss, logs = out if isinstance(out, tuple) else (out, {})
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.world > 1:
+                    dist.average_gradients(self.model.parameters())
                 self.method.post_backward(self)
             if self.config.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -277,7 +343,7 @@ class Trainer:
         cfg = self.config
         nb = self.batches_per_epoch
         bar = progress(total=cfg.epochs, initial=self.epoch, desc=f"train {self.name}", unit="epoch",
-                       disable=not self.progress_bar)
+                       disable=not self.progress_bar or self.rank != 0)
         try:
             while self.epoch < cfg.epochs:
                 self._run_epoch(self.epoch, nb, bar)
@@ -317,6 +383,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.train_seconds += time.perf_counter() - t0
+        if self.world > 1:  # the history holds global-batch means, as in a single-process run
+            keys = sorted(log_sums)
+            dist.all_reduce_mean_([loss_sum] + [log_sums[k] for k in keys])
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "momentum": mom,
                                "train_loss": loss_sum.item() / max(nb, 1),
                                "train_seconds": self.train_seconds,
@@ -328,6 +397,10 @@ class Trainer:
         self.history.append(row)
 
     def _check_finite(self, bad: torch.Tensor, epoch: int, i: int) -> None:
+        if self.world > 1:  # every rank stops together
+            flag = bad.float().reshape(1)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            bad = flag[0] > 0
         if bool(bad):
             where = f"{self.out_dir / 'last.pt'} (after epoch {self.epoch})" if (
                 self.out_dir is not None and self.epoch > 0) else "none (no epoch completed)"
@@ -348,7 +421,8 @@ class Trainer:
                 path = None
                 if self.out_dir is not None:
                     path = str(self.out_dir / f"best-{which}.pt")
-                    atomic_save({"state": model.state_dict(), "epoch": epoch + 1, "score": score}, path)
+                    if self.rank == 0:
+                        atomic_save({"state": model.state_dict(), "epoch": epoch + 1, "score": score}, path)
                 self.best[which] = {"epoch": epoch + 1, "score": score, "path": path}
         self.model.train()
         return out

@@ -107,9 +107,19 @@ def train_cached(s: RunSettings, key: str, build: Callable[[], nn.Module], metho
     """Train ``build()`` with ``method`` — or reuse the finished run stored under ``<checkpoints>/<key>``.
 
     Reuse needs the same configuration (the Trainer checks a fingerprint of model, method, data and schedule); a
-    different configuration under the same key is refused, never overwritten.
+    different configuration under the same key is refused, never overwritten. With ``ROBUSTLIB_GPUS`` = K > 1 the
+    training runs on K processes through ``torchrun`` (:mod:`robustlib.launch`).
     """
     seed_everything(config.seed)
-    trainer = Trainer(build(), method, data, config, out_dir=s.checkpoint_dir / key, device=s.device,
+    out = s.checkpoint_dir / key
+    gpus = int(os.environ.get("ROBUSTLIB_GPUS", "1"))
+    if gpus > 1 and not (out / "last.pt").exists():
+        from ..launch import spawn
+        config = spawn(build(), method, data, config, out, gpus, str(s.device), selector, key)
+    elif gpus > 1:
+        import dataclasses
+        config = dataclasses.replace(config, data_shards=gpus)
+    seed_everything(config.seed)
+    trainer = Trainer(build(), method, data, config, out_dir=out, device=s.device,
                       selector=selector, progress_bar=progress, name=key)
     return trainer.fit()
