@@ -35,6 +35,21 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("book", help="build the committed book into _build/html (warnings are errors)")
 
+    bp = sub.add_parser("bench", help="measure training and evaluation throughput (writes JSON + Markdown)")
+    bp.add_argument("--device", default="auto", help="cuda | cpu | auto (default)")
+    bp.add_argument("--methods", default=None, help="comma-separated: standard,fbf,nuat,pgd10,trades10 (default all)")
+    bp.add_argument("--model", default="resnet18")
+    bp.add_argument("--width", type=int, default=None, help="first-stage width (default: the paper's 64)")
+    bp.add_argument("--batches", type=int, default=20, help="timed training steps per method")
+    bp.add_argument("--warmup", type=int, default=3)
+    bp.add_argument("--eval-images", type=int, default=1000)
+    bp.add_argument("--no-autoattack", action="store_true")
+    bp.add_argument("--compile", action="store_true", help="time the torch.compile path")
+    bp.add_argument("--eval-train-steps", type=int, default=200,
+                    help="FBF steps on synthetic images before timing the attacks (default 200)")
+    bp.add_argument("--eval-checkpoint", default=None, help="time the attacks on this trained state dict instead")
+    bp.add_argument("--out", default=None, help="JSON file to write (a .md table is written beside it)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "reproduce":
@@ -49,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             total = sum(e.get("wall_s", 0) for e in m["notebooks"].values())
             print(f"[reproduce] done: {len(m['notebooks'])} notebooks, {total:.0f} s of notebook time; "
                   f"book: {m.get('book', 'not built')}")
+            return 0
+        if args.command == "bench":
+            from .bench import run
+            methods = [m for m in args.methods.split(",") if m] if args.methods else None
+            run(args.device, methods, model=args.model,
+                model_kwargs={"width": args.width} if args.width else None, batches=args.batches,
+                warmup=args.warmup, eval_images=args.eval_images, autoattack=not args.no_autoattack,
+                compile={} if args.compile else None, out=args.out, eval_train_steps=args.eval_train_steps,
+                eval_checkpoint=args.eval_checkpoint)
             return 0
         if args.command == "book":
             from .reproduce import build_published_book
