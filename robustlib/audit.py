@@ -1,0 +1,135 @@
+"""A gradient-masking checklist, after Carlini et al. (2019), "On evaluating adversarial robustness".
+
+A defence whose robustness comes from broken gradients rather than from a robust function shows tell-tale signs.
+Each check below returns a :class:`Check` (pass / fail with the numbers behind it):
+
+* :func:`eps_to_zero` — accuracy must fall to (near) zero as ε grows: with ε = 128/255 in ℓ∞ every image can be
+  moved halfway to grey, so a model still "robust" there is hiding its gradients.
+* :func:`steps_and_restarts` — more PGD steps and more random restarts must never raise robust accuracy.
+* :func:`black_box` — black-box attacks (a transfer attack from another model, and the gradient-free Square attack)
+  must not beat the white-box attack: if they do, the white-box gradients were misleading.
+* :func:`autoattack_flags` — AutoAttack's own warnings (randomised or dynamic model, outputs that are not logits,
+  Square beating the gradient-based attacks).
+
+Tolerances: accuracies are measured on the same images, so a check fails only when a supposedly weaker attack beats
+a stronger one by more than ``tol`` percentage points (default 1.0), which is larger than the run-to-run jitter of a
+random start on 1 000 images.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .attacks import PGD, AutoAttack, predict
+from .data import ArrayDataset
+from .evaluation import evaluate
+
+
+@dataclass
+class Check:
+    defence: str
+    check: str
+    passed: bool | None               # None: not applicable / not run
+    detail: str
+    numbers: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        d = asdict(self)
+        d["result"] = {True: "pass", False: "FAIL", None: "n/a"}[self.passed]
+        return d
+
+
+def eps_to_zero(name: str, model: nn.Module, data: ArrayDataset, *, eps_255: Sequence[int] = (8, 16, 32, 64, 128),
+                steps: int = 50, threshold: float = 2.0, device="auto", batch_size: int = 500) -> tuple[Check,
+                                                                                                      pd.DataFrame]:
+    """PGD-``steps`` accuracy over growing ε; passes if it is ≤ ``threshold`` % at the largest ε."""
+    rows = []
+    for e in eps_255:
+        eps = e / 255
+        torch.manual_seed(0)
+        acc = evaluate(model, data, {"pgd": PGD(eps, eps / 4, steps)}, batch_size=batch_size, device=device,
+                       progress=False).accuracies()
+        rows.append({"defence": name, "eps_255": e, "accuracy": acc["pgd"], "clean": acc["clean"]})
+    df = pd.DataFrame(rows)
+    last = df.iloc[-1]["accuracy"]
+    ok = bool(last <= threshold)
+    return Check(name, "accuracy → 0 as ε grows", ok,
+                 f"PGD-{steps} accuracy {last:.1f} % at ε = {eps_255[-1]}/255 (pass if ≤ {threshold:g} %)",
+                 {f"eps{e}": a for e, a in zip(df.eps_255, df.accuracy)}), df
+
+
+def steps_and_restarts(name: str, model: nn.Module, data: ArrayDataset, *, eps: float = 8 / 255,
+                       steps: Sequence[int] = (10, 20, 100), restarts: int = 5, tol: float = 1.0, device="auto",
+                       batch_size: int = 500) -> Check:
+    """PGD accuracy at several step counts (snapshots of one run) and with ``restarts`` restarts of the longest."""
+    torch.manual_seed(0)
+    record = {f"pgd{s}": s for s in steps}
+    longest = max(steps)
+    res = evaluate(model, data, {"pgd": PGD(eps, 2 / 255, longest, record=record),
+                                 "restarts": PGD(eps, 2 / 255, longest, restarts=restarts)},
+                   batch_size=batch_size, device=device, progress=False).accuracies()
+    accs = [res[f"pgd{s}"] for s in steps]
+    rise_steps = max(b - a for a, b in zip(accs, accs[1:]))
+    rise_restarts = res["restarts"] - res[f"pgd{longest}"]
+    ok = bool(rise_steps <= tol and rise_restarts <= tol)
+    detail = (", ".join(f"PGD-{s} {a:.1f} %" for s, a in zip(steps, accs))
+              + f", PGD-{longest} × {restarts} restarts {res['restarts']:.1f} %")
+    return Check(name, "more steps and restarts never help", ok, detail,
+                 {**{f"pgd{s}": a for s, a in zip(steps, accs)}, "restarts": res["restarts"]})
+
+
+def transfer_accuracy(model: nn.Module, source: nn.Module, data: ArrayDataset, *, eps: float = 8 / 255,
+                      steps: int = 20, device="auto", batch_size: int = 500) -> float:
+    """Accuracy of ``model`` on PGD examples crafted on ``source`` (clean-and-adversarial correct, in %)."""
+    from .utils import resolve_device
+    dev = resolve_device(device)
+    model, source = model.to(dev), source.to(dev)
+    ok, n = 0, 0
+    torch.manual_seed(0)
+    x_all, y_all = data.images(), data.y
+    for i in range(0, len(data), batch_size):
+        x, y = x_all[i:i + batch_size].to(dev), y_all[i:i + batch_size].to(dev)
+        x_adv = PGD(eps, 2 / 255, steps).perturb(source, x, y)
+        ok += int(((predict(model, x) == y) & (predict(model, x_adv) == y)).sum())
+        n += len(y)
+    return 100.0 * ok / max(n, 1)
+
+
+def black_box(name: str, model: nn.Module, data: ArrayDataset, white_box: float, *, source: nn.Module | None,
+              source_name: str = "undefended model", eps: float = 8 / 255, square: bool = True, tol: float = 1.0,
+              device="auto", batch_size: int = 500, seed: int = 0) -> Check:
+    """Transfer (PGD-20 on ``source``) and Square (5 000 queries) must not beat the white-box accuracy."""
+    numbers = {"white_box": white_box}
+    parts = []
+    if source is not None:
+        numbers["transfer"] = transfer_accuracy(model, source, data, eps=eps, device=device, batch_size=batch_size)
+        parts.append(f"transfer from the {source_name} {numbers['transfer']:.1f} %")
+    if square:
+        aa = AutoAttack(eps, version="custom", attacks=["square"], seed=seed, batch_size=batch_size)
+        numbers["square"] = evaluate(model, data, {"square": aa}, batch_size=batch_size, device=device,
+                                     progress=False).accuracies()["square"]
+        parts.append(f"Square {numbers['square']:.1f} %")
+    black = [v for k, v in numbers.items() if k != "white_box"]
+    ok = bool(min(black) >= white_box - tol) if black else None
+    return Check(name, "black-box never beats white-box", ok,
+                 ", ".join(parts) + f" vs white-box {white_box:.1f} %", numbers)
+
+
+def autoattack_flags(name: str, warnings: Sequence[str]) -> Check:
+    """AutoAttack's own checks: pass when it raised no warning."""
+    msgs = [w.split("See ")[0].strip() for w in warnings]
+    return Check(name, "no AutoAttack warnings", not msgs, "; ".join(msgs) or "none", {"warnings": len(msgs)})
+
+
+def table(checks: Sequence[Check]) -> pd.DataFrame:
+    """Pass/fail table: one row per defence, one column per check (with the numbers in a detail table)."""
+    df = pd.DataFrame([c.row() for c in checks])
+    return df.pivot(index="defence", columns="check", values="result")
+
+
+def details(checks: Sequence[Check]) -> pd.DataFrame:
+    return pd.DataFrame([c.row() for c in checks])[["defence", "check", "result", "detail"]]
