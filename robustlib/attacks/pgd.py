@@ -74,10 +74,6 @@ class PGD(Attack):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, record_steps: set[int] | None = None):
         """One restart. Returns the final iterate and {step: correct-flags} for ``record_steps`` (eval BN only)."""
         target = None
-        if self.loss == "targeted":
-            # a random wrong label per image (AdvProp's targeted attacker)
-            k = model(x[:1]).shape[1]
-            target = (y + torch.randint(1, k, y.shape, device=y.device)) % k
         x_adv = x + random_start(x, self.start, self.start_scale, self.norm)
         if self.clip_start:
             x_adv = x_adv.clamp(0, 1)
@@ -85,6 +81,10 @@ class PGD(Attack):
         for t in range(1, self.steps + 1):
             x_adv.requires_grad_(True)
             logits = model(x_adv)
+            if self.loss == "targeted" and target is None:
+                # a random wrong label per image (AdvProp's targeted attacker), drawn once the class count is known
+                k = logits.shape[1]
+                target = (y + torch.randint(1, k, y.shape, device=y.device)) % k
             if record_steps and (t - 1) in record_steps:
                 flags[t - 1] = logits.detach().argmax(1) == y  # logits of the iterate after t−1 steps
             g, = torch.autograd.grad(self._objective(logits, y, target), x_adv)

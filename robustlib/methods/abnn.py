@@ -1,1 +1,450 @@
-"""ABNN: adaptive batch-normalisation networks (Lo & Patel, AVSS 2024). Filled in by the ABNN chapter."""
+"""ABNN: adaptive batch-normalisation networks (Lo & Patel, AVSS 2024) — robustness without adversarial training.
+
+A frozen, pre-trained **substitute** network runs on the same input as the **target** network being trained. After the
+target's stem and after each of its four stages (``placement="stages"``, as in the authors' code) — or at every
+BatchNorm of the target (``placement="every_bn"``, an ablation) — an :class:`AdaptiveBN` module re-scales and shifts the
+target's normalised features with quantities computed from the substitute's features at the same stage. In the form of
+the authors' evaluation code (shaoyuanlo/GARD_eval, ``models/resnext_onthefly.py``; abnn.md §3) [code]::
+
+    y          = flatten(z_s)                                   substitute feature, B × D_s
+    [γ(y), β(y)] = W·y + b                                      equalised-LR linear map D_s → 2·C_t
+    out        = γ(y) ⊙ [ σ(y) · BN_t(z_t) + μ(y) ] + β(y)      channel-wise
+
+* ``W`` is stored as N(0, 1) and multiplied by √(2 / D_s) at every forward (StyleGAN's equalised learning rate); the
+  bias starts at 1 for the γ half and at 0 for the β half [code].
+* ``BN_t`` is the target's own BatchNorm with its learnable affine (batch statistics in training, running statistics
+  in evaluation) [code].
+* ``μ(y)``, ``σ(y)`` are ``torch.mean``/``torch.std`` (unbiased) of the substitute feature. ``stats="batch_global"``
+  (the code): two scalars over **the whole flattened batch**, computed from the current batch even at test time, so
+  a prediction depends on the other images of its batch. ``stats="per_sample"``: one pair per sample (batch
+  independent). A batch-global model evaluated at batch size 1 equals the same weights run with ``per_sample``
+  statistics, which is how the chapter attacks "at batch size 1" without a loop over images.
+* ``detach_stats=True`` treats μ, σ as constants in the backward pass (a BPDA-style attack on the batch coupling);
+  ``detach_substitute=True`` stops every gradient into the substitute (an attack through the target only). Both
+  change gradients only, never a forward value.
+
+Training (:class:`ABNN`) is cross-entropy on clean images only. The substitute is frozen: its parameters do not
+require gradients (so the optimiser never sees them) and :meth:`ABNNNet.train` keeps it in eval mode (running BN
+statistics never change) [paper: frozen; BN mode unstated, eval chosen]. Per training sample the cost meter counts a
+target forward and backward and a substitute forward: 3N (:meth:`ABNNNet.cost_networks`) [seed].
+
+The substitute: the paper's is "a public model trained on large-scale datasets (e.g., ImageNet)" [seed].
+:func:`tv_resnet18`/:func:`tv_resnet50` build torchvision's ImageNet ResNet layout (7×7 stride-2 stem, max-pool),
+width-scalable for smoke runs; :func:`load_torchvision_weights` loads a *local* torchvision checkpoint (no download)
+for users who have ImageNet weights; :func:`pretrain_substitute` trains one instead (this project pre-trains on the
+32×32 Tiny-ImageNet subset, 200 classes, a dataset different from CIFAR-10).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from ..errors import ConfigError
+from ..models.norm import Normalize
+from ..models.registry import MODELS, register_model
+from .base import Method, accuracy_log, register_method
+
+STATS = ("batch_global", "per_sample")
+PLACEMENTS = ("stages", "every_bn")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------------------------- the module
+
+
+class EqualLinear(nn.Module):
+    """A linear map with an equalised learning rate: y = (√(gain² / fan_in) · W) x + b, W ~ N(0, 1) as stored."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float | torch.Tensor = 0.0,
+                 gain: float = math.sqrt(2.0)):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = nn.Parameter(torch.as_tensor(bias_init, dtype=torch.float32).expand(out_features).clone())
+        self.scale = gain / math.sqrt(in_features)
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features} → {self.out_features}, scale={self.scale:.3g}"
+
+
+def _batchnorm(num_features: int, dims: int) -> nn.Module:
+    return {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims](num_features)
+
+
+class AdaptiveBN(nn.Module):
+    """out = γ(z_s) ⊙ [σ(z_s)·BN_t(z_t) + μ(z_s)] + β(z_s) (see the module docstring).
+
+    ``num_features`` = C_t (target channels); ``style_dim`` = D_s (flattened substitute feature, after the optional
+    ``pool``: an adaptive average pool of the substitute feature to that spatial size, a memory-saving deviation for
+    large inputs); ``bn`` = an existing BatchNorm to use as BN_t (placement at every BN), else a new one with ``dims``
+    spatial dimensions (2 for images, 3 for videos).
+    """
+
+    def __init__(self, num_features: int, style_dim: int, *, stats: str = "batch_global", detach_stats: bool = False,
+                 bn: nn.Module | None = None, dims: int = 2, pool: Sequence[int] | None = None):
+        super().__init__()
+        if stats not in STATS:
+            raise ConfigError(f"unknown ABNN statistics {stats!r}; valid: {', '.join(STATS)}")
+        self.num_features, self.style_dim = num_features, style_dim
+        self.bn = bn if bn is not None else _batchnorm(num_features, dims)
+        bias = torch.cat([torch.ones(num_features), torch.zeros(num_features)])
+        self.style = EqualLinear(style_dim, 2 * num_features, bias_init=bias)
+        self.stats, self.detach_stats = stats, detach_stats
+        self.pool = tuple(pool) if pool is not None else None
+
+    def style_input(self, z_s: torch.Tensor) -> torch.Tensor:
+        """y: the (optionally pooled) substitute feature, flattened per sample."""
+        if self.pool is not None:
+            pool = {4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}[z_s.ndim]
+            z_s = pool(z_s, self.pool)
+        return z_s.flatten(1)
+
+    def statistics(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(y), σ(y) in float32: scalars (``batch_global``) or one per sample, shape (B,) (``per_sample``)."""
+        y = y.float()
+        if self.stats == "batch_global":
+            mu, sigma = y.mean(), y.std()
+        else:
+            mu, sigma = y.mean(1), y.std(1)
+        if self.detach_stats:
+            mu, sigma = mu.detach(), sigma.detach()
+        return mu, sigma
+
+    def forward(self, z_t: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
+        y = self.style_input(z_s)
+        gamma, beta = self.style(y).chunk(2, dim=1)
+        mu, sigma = self.statistics(y)
+        shape = (z_t.shape[0], self.num_features) + (1,) * (z_t.ndim - 2)
+        if mu.ndim:  # per sample
+            mu, sigma = (t.view(-1, *([1] * (z_t.ndim - 1))) for t in (mu, sigma))
+        m = sigma * self.bn(z_t) + mu
+        return gamma.view(shape) * m + beta.view(shape)
+
+    def extra_repr(self):
+        pool = f", pool={self.pool}" if self.pool else ""
+        return (f"C_t={self.num_features}, D_s={self.style_dim}, stats={self.stats}, "
+                f"detach_stats={self.detach_stats}{pool}")
+
+
+class SubstituteFeatures(nn.Module):
+    """The frozen substitute, called as a module so the cost meter sees its forward: returns its stage outputs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x) -> list[torch.Tensor]:
+        return list(self.net.stage_outputs(x))
+
+
+class _FeatureStore:
+    """The substitute's features of the current forward, shared by the adaptive BNs placed at every BN."""
+
+    feats: list[torch.Tensor] | None = None
+
+
+class _AdaptiveSlot(nn.Module):
+    """Stands where a target BatchNorm was (``placement="every_bn"``): AdaptiveBN fed the substitute's feature of the
+    same stage."""
+
+    def __init__(self, abn: AdaptiveBN, stage: int, store: _FeatureStore):
+        super().__init__()
+        self.abn, self.stage, self._store = abn, stage, store
+
+    def forward(self, z):
+        if self._store.feats is None:
+            raise RuntimeError("an adaptive BN ran outside ABNNNet.forward (the substitute's features are missing)")
+        return self.abn(z, self._store.feats[self.stage])
+
+    def extra_repr(self):
+        return f"stage={self.stage}"
+
+
+def stage_of(name: str) -> int:
+    """The stage a target module belongs to: ``layer<k>…`` → k, anything before the stages (stem) → 0."""
+    m = re.match(r"layer(\d)", name)
+    return int(m.group(1)) if m else 0
+
+
+def freeze(net: nn.Module) -> nn.Module:
+    """Eval mode and no gradients for every parameter (a frozen substitute)."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class ABNNNet(nn.Module):
+    """Target + frozen substitute with adaptive BNs.
+
+    ``target`` must provide ``forward(x, stage_fn=None)`` and ``stage_channels`` (robustlib's ResNets and video
+    ResNets do); ``substitute`` must provide ``stage_outputs(x)`` (five maps: stem and four stages). ``input_shape``
+    (C, H, W) or (C, T, H, W) is used once, to size the style maps from the substitute's feature dimensions.
+    """
+
+    def __init__(self, target: nn.Module, substitute: nn.Module, *, placement: str = "stages",
+                 stats: str = "batch_global", detach_stats: bool = False, input_shape: Sequence[int] = (3, 32, 32),
+                 style_pool: Sequence[int] | None = None):
+        super().__init__()
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"unknown ABNN placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
+        self.placement = placement
+        self.target = target
+        self.substitute = SubstituteFeatures(freeze(substitute))
+        self.detach_substitute = False
+        dims = len(input_shape) - 1
+        with torch.no_grad():
+            feats = self.substitute(torch.zeros(1, *input_shape))
+        self.style_dims = [self._style_dim(f, style_pool) for f in feats]
+        kw = dict(stats=stats, detach_stats=detach_stats, pool=style_pool)
+        self._store = _FeatureStore()
+        if placement == "stages":
+            self.adaptive = nn.ModuleList(AdaptiveBN(c, d, dims=dims, **kw)
+                                          for c, d in zip(target.stage_channels, self.style_dims))
+        else:
+            from ..models.norm import replace_batchnorm
+            stages = {id(m): stage_of(n) for n, m in target.named_modules()}
+
+            def factory(bn):
+                k = stages[id(bn)]
+                return _AdaptiveSlot(AdaptiveBN(bn.num_features, self.style_dims[k], bn=bn, **kw), k, self._store)
+
+            self.num_adaptive = replace_batchnorm(target, factory)
+
+    @staticmethod
+    def _style_dim(f: torch.Tensor, pool) -> int:
+        if pool is None:
+            return f[0].numel()
+        return f.shape[1] * math.prod(pool)
+
+    # -------------------------------------------------------------------------------------------- forward
+
+    def features(self, x) -> list[torch.Tensor]:
+        feats = self.substitute(x)
+        return [f.detach() for f in feats] if self.detach_substitute else feats
+
+    def forward(self, x):
+        feats = self.features(x)
+        if self.placement == "stages":
+            return self.target(x, stage_fn=lambda k, z: self.adaptive[k](z, feats[k]))
+        self._store.feats = feats
+        try:
+            return self.target(x)
+        finally:
+            self._store.feats = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.substitute.eval()   # the substitute's BN statistics never change
+        return self
+
+    def cost_networks(self) -> dict[str, nn.Module]:
+        """Target and substitute counted separately by the cost meter: 2N + 1N = 3N per training sample."""
+        return {"target": self.target, "substitute": self.substitute}
+
+    # -------------------------------------------------------------------------------------------- options
+
+    def adaptive_modules(self) -> list[AdaptiveBN]:
+        return [m for m in self.modules() if isinstance(m, AdaptiveBN)]
+
+    @contextlib.contextmanager
+    def options(self, *, stats: str | None = None, detach_stats: bool | None = None,
+                detach_substitute: bool | None = None):
+        """Temporarily change how μ/σ are computed (``stats``), whether they are constants in the backward pass
+        (``detach_stats``), or whether gradients reach the substitute (``detach_substitute``)."""
+        if stats is not None and stats not in STATS:
+            raise ConfigError(f"unknown ABNN statistics {stats!r}; valid: {', '.join(STATS)}")
+        mods = self.adaptive_modules()
+        saved = [(m.stats, m.detach_stats) for m in mods], self.detach_substitute
+        try:
+            for m in mods:
+                m.stats = stats if stats is not None else m.stats
+                m.detach_stats = detach_stats if detach_stats is not None else m.detach_stats
+            if detach_substitute is not None:
+                self.detach_substitute = detach_substitute
+            yield self
+        finally:
+            for m, (s, d) in zip(mods, saved[0]):
+                m.stats, m.detach_stats = s, d
+            self.detach_substitute = saved[1]
+
+    @property
+    def stats(self) -> str:
+        return self.adaptive_modules()[0].stats
+
+    def style_parameters(self) -> int:
+        return sum(m.style.weight.numel() + m.style.bias.numel() for m in self.adaptive_modules())
+
+
+class ABNNView(nn.Module):
+    """``model`` run with fixed :meth:`ABNNNet.options` (e.g. μ/σ as constants, or per-sample statistics), so that an
+    unchanged attack or evaluator sees the variant. Shares the weights of ``model``."""
+
+    def __init__(self, model: ABNNNet, **options):
+        super().__init__()
+        self.model = model
+        self.opts = options
+
+    def forward(self, x):
+        with self.model.options(**self.opts):
+            return self.model(x)
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
+        self.training = mode
+        return self
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v!r}" for k, v in self.opts.items())
+
+
+# ----------------------------------------------------------------------------------------- the method
+
+
+@register_method("abnn")
+class ABNN(Method):
+    """ABNN training: cross-entropy on clean images only; the substitute stays frozen (checked at setup). 3N/sample."""
+
+    name = "ABNN"
+
+    def setup(self, trainer) -> None:
+        model = trainer.model
+        if not isinstance(model, ABNNNet):
+            raise ConfigError(f"the ABNN method trains an ABNNNet (target + substitute), got {type(model).__name__}")
+        sub = {id(p) for p in model.substitute.parameters()}
+        trained = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+        if sub & trained:
+            raise ConfigError("the ABNN substitute must be frozen, but the optimiser holds some of its parameters")
+
+    def loss(self, model, x, y, step):
+        logits = model(x)
+        return F.cross_entropy(logits, y), {"acc": accuracy_log(logits, y)}
+
+
+# ------------------------------------------------------------------------------------------ substitutes
+
+
+class ImageNetResNet(torchvision.models.resnet.ResNet):
+    """torchvision's ImageNet ResNet (7×7 stride-2 stem, 3×3 max-pool, module names as torchvision's, so its
+    checkpoints load) with a scalable ``width`` and ``blocks``, input in [0, 1] normalised inside with ImageNet
+    statistics, and ``stage_outputs``/``forward(x, stage_fn)`` like robustlib's CIFAR ResNets."""
+
+    def __init__(self, block, blocks: Sequence[int] = (2, 2, 2, 2), num_classes: int = 1000, width: int = 64,
+                 normalize=(IMAGENET_MEAN, IMAGENET_STD)):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+        self.input = Normalize(*normalize) if normalize is not None else nn.Identity()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(block, width, blocks[0])
+        self.layer2 = self._make_layer(block, width * 2, blocks[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, blocks[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, blocks[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+        self.stage_channels = [width] + [width * 2 ** i * block.expansion for i in range(4)]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def stages(self):
+        return (self.layer1, self.layer2, self.layer3, self.layer4)
+
+    def forward(self, x, stage_fn=None):
+        out = self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))
+        if stage_fn is not None:
+            out = stage_fn(0, out)
+        for i, layer in enumerate(self.stages(), 1):
+            out = layer(out)
+            if stage_fn is not None:
+                out = stage_fn(i, out)
+        return self.fc(torch.flatten(self.avgpool(out), 1))
+
+    def stage_outputs(self, x) -> list[torch.Tensor]:
+        outs = [self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))]
+        for layer in self.stages():
+            outs.append(layer(outs[-1]))
+        return outs
+
+
+@register_model("tv_resnet18")
+def tv_resnet18(num_classes: int = 1000, width: int = 64, blocks: Sequence[int] = (2, 2, 2, 2), **kw):
+    """torchvision's ImageNet ResNet-18 layout (ABNN's substitute; 11.7 M parameters at width 64, 1000 classes)."""
+    return ImageNetResNet(torchvision.models.resnet.BasicBlock, blocks, num_classes, width, **kw)
+
+
+@register_model("tv_resnet50")
+def tv_resnet50(num_classes: int = 1000, width: int = 64, blocks: Sequence[int] = (3, 4, 6, 3), **kw):
+    """torchvision's ImageNet ResNet-50 layout."""
+    return ImageNetResNet(torchvision.models.resnet.Bottleneck, blocks, num_classes, width, **kw)
+
+
+def load_torchvision_weights(model: nn.Module, path: str | Path, *, strict_fc: bool = False) -> nn.Module:
+    """Load a **local** torchvision checkpoint (e.g. ``resnet18-f37072fd.pth`` or ``r3d_18-b3b3357e.pth``) into a
+    model with torchvision's module names. Nothing is downloaded. ``fc`` is skipped when its shape differs (ABNN
+    never uses the substitute's classifier) unless ``strict_fc``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no weights file at {path}. Download torchvision's checkpoint on a machine with "
+                                "internet (e.g. torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url) and pass "
+                                "its path.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    target = model.net if isinstance(model, SubstituteFeatures) else model
+    own = target.state_dict()
+    skipped = []
+    if not strict_fc:
+        skipped = [k for k, v in state.items() if k.startswith("fc.") and k in own and own[k].shape != v.shape]
+        state = {k: v for k, v in state.items() if k not in skipped}
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected:
+        raise ConfigError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model
+
+
+def pretrain_substitute(data, config, *, arch: str = "tv_resnet18", out_dir=None, device="auto", progress_bar=True,
+                        **model_kw):
+    """Train a substitute from scratch with cross-entropy on ``data`` (a dataset other than the target task's, e.g.
+    Tiny-ImageNet-32) and return the :class:`~robustlib.training.TrainResult`; freeze ``result.model`` before use."""
+    from ..training import Trainer
+    from .standard import Standard
+    model = MODELS.build(arch, num_classes=data.num_classes, **model_kw)
+    return Trainer(model, Standard(), data, config, out_dir=out_dir, device=device, progress_bar=progress_bar,
+                   name=f"substitute-{arch}").fit()
+
+
+@register_model("abnn")
+def abnn_net(target: str | nn.Module = "resnet18", substitute: str | nn.Module = "tv_resnet18", *,
+             num_classes: int = 10, target_kw: dict | None = None, substitute_kw: dict | None = None,
+             substitute_weights: str | Path | None = None, **kw) -> ABNNNet:
+    """Build an :class:`ABNNNet` from model names (or modules). ``substitute_weights``: a local torchvision
+    checkpoint for the substitute (ImageNet weights for users who have them)."""
+    if isinstance(target, str):
+        target = MODELS.build(target, num_classes=num_classes, **(target_kw or {}))
+    if isinstance(substitute, str):
+        substitute = MODELS.build(substitute, **(substitute_kw or {}))
+    if substitute_weights is not None:
+        load_torchvision_weights(substitute, substitute_weights)
+    return ABNNNet(target, substitute, **kw)
+
+
+def cost_formula(method: str, t_max: int = 5) -> int:
+    """The slides' training cost in N per sample: standard 2N, ABNN 2N + N = 3N, PGD-AT 2N(t_max + 1)."""
+    return {"standard": 2, "abnn": 3, "pgd_at": 2 * (t_max + 1)}[method]

@@ -1,0 +1,291 @@
+"""ABNN: the adaptive BN formula, the frozen substitute, the 3N cost, ROA's patch, the video networks, and the chapter's
+gradient-masking checks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import robustlib as rl
+from robustlib.attacks.roa import ROA
+from robustlib.methods.abnn import (ABNN, ABNNNet, ABNNView, AdaptiveBN, EqualLinear, cost_formula,
+                                    load_torchvision_weights, stage_of)
+from robustlib.models.video import synthetic_clips, unstack_clips
+from conftest import tiny_resnet
+
+TINY = dict(width=8, blocks=(1, 1, 1, 1))
+
+
+def tiny_abnn(num_classes=10, size=16, **kw) -> ABNNNet:
+    torch.manual_seed(0)
+    sub = rl.build_model("tv_resnet18", num_classes=7, **TINY)
+    return ABNNNet(tiny_resnet(num_classes), sub, input_shape=(3, size, size), **kw)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return rl.load_dataset("synthetic", "train", n=192)
+
+
+# -------------------------------------------------------------------------------------------- the formula
+
+
+def _hand_made(stats):
+    """AdaptiveBN with C_t = 2, D_s = 3, a known style map, and BN_t in eval mode as the identity."""
+    abn = AdaptiveBN(2, 3, stats=stats)
+    with torch.no_grad():
+        # effective map W·scale = [[1,0,0],[0,1,0],[0,0,1],[1,1,1]] (rows: γ1, γ2, β1, β2); biases 1,1,0,0
+        abn.style.weight.copy_(torch.tensor([[1., 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]) / abn.style.scale)
+        abn.bn.running_mean.zero_()
+        abn.bn.running_var.fill_(1 - abn.bn.eps)  # so BN_t(z) = z exactly
+    return abn.eval()
+
+
+def test_adaptive_bn_formula_on_hand_made_tensors():
+    z_t = torch.tensor([[[[1., 2.]], [[3., 4.]]], [[[-1., 0.]], [[0.5, 2.]]]])   # B=2, C=2, 1×2
+    y = torch.tensor([[1., 2., 3.], [0., 4., 2.]])                                # B=2, D=3
+    z_s = y.view(2, 3, 1, 1)
+    for stats in ("batch_global", "per_sample"):
+        abn = _hand_made(stats)
+        out = abn(z_t, z_s)
+        if stats == "batch_global":   # torch.mean / torch.std (unbiased) over all six numbers
+            mu = torch.full((2,), 2.0)
+            sigma = torch.full((2,), math.sqrt(sum((v - 2) ** 2 for v in [1, 2, 3, 0, 4, 2]) / 5))
+        else:
+            mu = torch.tensor([2.0, 2.0])
+            sigma = torch.tensor([1.0, 2.0])
+        for b in range(2):
+            gamma = torch.tensor([1 + y[b, 0], 1 + y[b, 1]])
+            beta = torch.tensor([y[b, 2], y[b].sum()])
+            for c in range(2):
+                expected = gamma[c] * (sigma[b] * z_t[b, c] + mu[b]) + beta[c]
+                torch.testing.assert_close(out[b, c], expected)
+
+
+def test_equalised_linear_scale_and_bias_init():
+    abn = AdaptiveBN(4, 50)
+    assert abn.style.scale == pytest.approx(math.sqrt(2 / 50))
+    assert torch.equal(abn.style.bias, torch.tensor([1., 1, 1, 1, 0, 0, 0, 0]))
+    lin = EqualLinear(10, 3)
+    x = torch.randn(5, 10)
+    torch.testing.assert_close(lin(x), x @ (lin.weight * math.sqrt(0.2)).T + lin.bias)
+
+
+def test_batch_global_statistics_couple_a_batch_and_batch_size_one_equals_per_sample():
+    net = tiny_abnn().eval()
+    x = torch.rand(8, 3, 16, 16)
+    with torch.no_grad():
+        alone = torch.cat([net(x[i:i + 1]) for i in range(8)])
+        together = net(x)
+        with net.options(stats="per_sample"):
+            per_sample = net(x)
+            per_sample_half = net(x[:4])
+        changed = net(torch.cat([x[:4], torch.rand(4, 3, 16, 16)]))
+    torch.testing.assert_close(per_sample, alone, rtol=1e-4, atol=1e-5)     # bs 1 ≡ per-sample statistics
+    torch.testing.assert_close(per_sample_half, per_sample[:4], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(together, alone, atol=1e-4)                   # batch-global: batch-dependent
+    assert not torch.allclose(changed[:4], together[:4], atol=1e-4)         # same images, other batch-mates
+
+
+def test_constant_statistics_and_detached_substitute_change_gradients_only():
+    net = tiny_abnn().eval()
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    y = torch.randint(0, 10, (6,))
+
+    def grad(**opts):
+        with net.options(**opts):
+            out = net(x)
+            return out.detach(), torch.autograd.grad(F.cross_entropy(out, y), x)[0]
+
+    out0, g0 = grad()
+    for opts in (dict(detach_stats=True), dict(detach_substitute=True)):
+        out1, g1 = grad(**opts)
+        torch.testing.assert_close(out1, out0)
+        assert not torch.allclose(g1, g0)
+    # (detach_substitute changing the gradient shows that the white-box gradient flows through the substitute)
+    view = ABNNView(net, detach_stats=True)
+    torch.testing.assert_close(view(x).detach(), out0)
+    assert net.adaptive_modules()[0].detach_stats is False   # options are restored
+
+
+def test_every_bn_placement_replaces_each_target_bn():
+    target = tiny_resnet()
+    n_bn = rl.models.count_batchnorms(target)
+    net = ABNNNet(target, rl.build_model("tv_resnet18", **TINY), placement="every_bn", input_shape=(3, 16, 16))
+    assert net.num_adaptive == n_bn == len(net.adaptive_modules())
+    assert rl.models.count_batchnorms(net.target) == n_bn  # BN_t kept inside each adaptive BN
+    assert net(torch.rand(3, 3, 16, 16)).shape == (3, 10)
+    assert [stage_of(n) for n in ("bn1", "layer1.0.bn2", "layer3.0.shortcut.1", "stem.1", "layer4.1.bn1")] == \
+        [0, 1, 3, 0, 4]
+
+
+# ------------------------------------------------------------------------------- frozen substitute, cost
+
+
+def test_substitute_stays_frozen_while_the_target_trains_and_cost_is_3N(small):
+    net = tiny_abnn()
+    sub_before = {k: v.clone() for k, v in net.substitute.state_dict().items()}
+    tgt_before = {k: v.clone() for k, v in net.target.state_dict().items()}
+    modes = []
+    net.substitute.register_forward_hook(lambda m, i, o: modes.append(m.net.training))
+    cfg = rl.TrainConfig(epochs=1, batch_size=32, augment=None, schedule={"name": "constant", "lr": 0.05})
+    res = rl.train(net, ABNN(), small, cfg, device="cpu", progress_bar=False)
+    after = res.model.substitute.state_dict()
+    for k, v in sub_before.items():  # parameters and BN running statistics unchanged
+        assert torch.equal(after[k], v), k
+    assert any(not torch.equal(res.model.target.state_dict()[k], v) for k, v in tgt_before.items())
+    assert modes and not any(modes)                       # the substitute ran in eval mode every time
+    assert not any(p.requires_grad for p in res.model.substitute.parameters())
+    assert res.cost["total"] == pytest.approx(3.0) == cost_formula("abnn")
+    assert res.cost["target.forward"] == res.cost["target.backward"] == res.cost["substitute.forward"] == 1.0
+    assert res.cost["substitute.backward"] == 0.0
+
+
+def test_abnn_method_refuses_a_model_without_substitute(small):
+    cfg = rl.TrainConfig(epochs=1, batch_size=32, augment=None, max_batches=1)
+    with pytest.raises(rl.ConfigError, match="ABNNNet"):
+        rl.train(tiny_resnet(), ABNN(), small, cfg, device="cpu", progress_bar=False)
+
+
+def test_cost_formulas_of_the_slides():
+    assert (cost_formula("standard"), cost_formula("abnn"), cost_formula("pgd_at", 5)) == (2, 3, 12)
+    assert cost_formula("pgd_at", 5) / cost_formula("abnn") == pytest.approx(0.67 * 6, rel=0.01)
+
+
+def test_torchvision_weights_load_from_a_local_file(tmp_path):
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(num_classes=1000).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(tv.state_dict(), path)
+    ours = load_torchvision_weights(rl.build_model("tv_resnet18"), path).eval()
+    x = torch.rand(2, 3, 64, 64)
+    norm = rl.models.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(norm(x)), rtol=1e-4, atol=1e-4)
+    sub200 = load_torchvision_weights(rl.build_model("tv_resnet18", num_classes=200), path)  # fc skipped
+    torch.testing.assert_close(sub200.conv1.weight, tv.conv1.weight)
+    with pytest.raises(FileNotFoundError):
+        load_torchvision_weights(rl.build_model("tv_resnet18"), tmp_path / "missing.pth")
+
+
+# ------------------------------------------------------------------------------------------------------ ROA
+
+
+def _rectangles(changed: torch.Tensor, h: int, w: int):
+    """For a N×…×H×W boolean map of changed pixels: each sample's (and frame's) changes lie in one h×w box."""
+    flat = changed.reshape(-1, *changed.shape[-2:])
+    for m in flat:
+        if not m.any():
+            continue
+        rows = m.any(1).nonzero().squeeze(1)
+        cols = m.any(0).nonzero().squeeze(1)
+        assert rows.max() - rows.min() < h and cols.max() - cols.min() < w
+
+
+@pytest.fixture(scope="module")
+def net_and_data():
+    torch.manual_seed(0)
+    model = tiny_resnet().eval()
+    data = rl.load_dataset("synthetic", "test", n=24)
+    return model, data.images(), data.y
+
+
+@pytest.mark.parametrize("location", ["search", "random"])
+def test_roa_changes_only_its_patch_and_stays_in_range(net_and_data, location):
+    model, x, y = net_and_data
+    atk = ROA(0.10, location=location, stride=2)
+    adv = atk.perturb(model, x, y)
+    h, w = atk.patch_size(16, 16)
+    assert (h, w) == (5, 5)                                            # round(√(0.1·256)) = 5
+    changed = (adv != x).any(1)
+    assert not (changed & ~atk.last_mask[:, 0]).any()                  # nothing outside the mask
+    assert (atk.last_mask[:, 0].sum((1, 2)) == 25).all()
+    _rectangles(changed, h, w)
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert ROA(0.10, size=(10, 10)).patch_size(32, 32) == (10, 10) and ROA(0.10).patch_size(32, 32) == (10, 10)
+    assert ROA(0.10).patch_size(112, 112) == (35, 35) and len(ROA(0.10).grid(32, 32)[0]) == 12
+
+
+def test_roa_search_takes_the_worst_grey_patch(net_and_data):
+    model, x, y = net_and_data
+    x, y = x[:10], y[:10]
+    atk = ROA(0.10, location="search", stride=3, steps=0)
+    grid_r, grid_c = atk.grid(16, 16)
+    with torch.no_grad():
+        losses = torch.stack([
+            F.cross_entropy(model(torch.where(atk._mask((10, 3, 1, 16, 16), torch.full((10,), r),
+                                                        torch.full((10,), c), "cpu")[:, :, 0], 0.5, x)),
+                            y, reduction="none") for r in grid_r for c in grid_c])
+        chosen = F.cross_entropy(model(atk.perturb(model, x, y)), y, reduction="none")
+    torch.testing.assert_close(chosen, losses.max(0).values)
+
+
+def test_roa_on_videos_covers_the_same_place_in_every_frame():
+    torch.manual_seed(0)
+    video = rl.build_model("r3d_18", num_classes=3, frames=4, **TINY).eval()
+    x = torch.rand(3, 3, 4, 16, 16)
+    y = torch.tensor([0, 1, 2])
+    atk = ROA(0.10, location="search", stride=4)
+    adv = atk.perturb(video, x, y)
+    changed = (adv != x).any(1)                                         # N×T×H×W
+    assert not (changed & ~atk.last_mask[:, 0]).any()
+    assert (atk.last_mask[:, 0] == atk.last_mask[:, 0, :1]).all()       # one location for all frames
+    _rectangles(changed, 5, 5)
+    # stacked frames (N×C×(T·H)×W) give the same attack as 5-D clips
+    stacked = ROA(0.10, location="search", stride=4, frames=4).perturb(video, x.reshape(3, 3, 64, 16), y)
+    torch.testing.assert_close(unstack_clips(stacked, 4), adv)
+    per_frame = ROA(0.10, location="random", per_frame=True, seed=1)
+    adv2 = per_frame.perturb(video, x, y)
+    assert adv2.min() >= 0 and adv2.max() <= 1
+    _rectangles((adv2 != x).any(1), 5, 5)
+
+
+# ------------------------------------------------------------------------------------------------- video
+
+
+def test_video_networks_match_torchvision_layout_and_give_stage_outputs():
+    ours = rl.build_model("r3d_18")
+    theirs = torchvision.models.video.r3d_18()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    for name, kw in (("r3d_18", TINY), ("resnext3d_101", dict(width=8, blocks=(1, 1, 1, 1), cardinality=4))):
+        net = rl.build_model(name, num_classes=5, frames=4, **kw).eval()
+        x = torch.rand(2, 3, 4 * 16, 16)
+        outs = net.stage_outputs(x)
+        assert [o.shape[1] for o in outs] == net.stage_channels
+        torch.testing.assert_close(net(x), net(unstack_clips(x, 4)))
+    clips = synthetic_clips("train", 10, frames=4, size=16)
+    assert clips.x.shape == (10, 3, 64, 16) and clips.num_classes == 5
+
+
+def test_video_abnn_trains_at_3N():
+    clips = synthetic_clips("train", 40, frames=4, size=16)
+    target = rl.build_model("resnext3d_101", num_classes=5, frames=4, width=8, blocks=(1, 1, 1, 1), cardinality=4)
+    sub = rl.build_model("r3d_18", num_classes=3, frames=4, **TINY)
+    net = ABNNNet(target, sub, input_shape=(3, 4, 16, 16))
+    cfg = rl.TrainConfig(epochs=1, batch_size=20, augment=None, channels_last=False)
+    res = rl.train(net, ABNN(), clips, cfg, device="cpu", progress_bar=False)
+    assert res.cost["total"] == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------------------- chapter helpers
+
+
+def test_chapter_config_and_verdicts(tmp_path, data_root):
+    import pandas as pd
+    from robustlib.chapters import abnn as ch
+    cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    assert cfg.at_steps == 5 and cfg.abnn.epochs > 0 and "substitute" in cfg.table().index
+    quick = ch.config("quick", 0, "cpu", str(data_root), str(tmp_path))
+    assert quick.n_test == 1000 and quick.aa_version == "standard" and quick.video is None
+    a, b, c = cfg.steps_grid
+    sanity = pd.DataFrame([{"model": "ABNN", "key": k, "accuracy": v} for k, v in
+                           {"pgd": 30, "pgd_a": 40, "pgd_b": 30, "pgd_c": 35, "restarts": 20, "transfer": 10,
+                            "const_stats": 5, "worst": 5}.items()])
+    sweep = pd.DataFrame([{"model": "ABNN", "eps_255": 64, "accuracy": 12.0}])
+    bs = pd.DataFrame([{"model": "ABNN", "metric": "PGD", "batch_size": s, "accuracy": v}
+                       for s, v in ((1, 5.0), (100, 30.0))])
+    v = ch.verdicts(cfg, sanity, sweep, bs)["passed"]
+    assert not v.any()  # every masking symptom planted above is caught

@@ -1,0 +1,317 @@
+"""NuAT chapter: the nuclear-norm term, the single-step attack, the λ / learning-rate schedules, measured cost against
+the derived pass counts, the baselines' mechanics, robustness on synthetic data, the ImageNet-style loader, and a
+smoke run of one part of the chapter."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import robustlib as rl
+from robustlib import results
+from robustlib.attacks.nuclear import MatrixNormAttack, frobenius_norm, nuclear_norm
+from robustlib.chapters import nuat as ch
+from robustlib.methods import PGDAT, Standard
+from robustlib.methods.baselines import GAT, RMGM, TRADES, FreeAT, TRADESAWP
+from robustlib.methods.nuat import NuAT, NuAT2, NuAT2WA, NuATHybrid, ramp_value
+from robustlib.reported import lookup, methods, spec
+from conftest import tiny_resnet
+
+EPS, ALPHA = 8 / 255, 4 / 255
+
+
+def _step(epoch=0, iteration=0, global_step=0, nb=100, emas=None):
+    trainer = types.SimpleNamespace(batches_per_epoch=nb, emas=emas or {})
+    return rl.methods.Step(epoch, iteration, global_step, trainer)
+
+
+# ----------------------------------------------------------------------------------------------- the norm term
+
+
+@pytest.mark.parametrize("shape,rank", [((64, 10), None), ((16, 10), 3), ((8, 4), None)])
+def test_nuclear_norm_is_the_sum_of_singular_values(shape, rank):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(*shape, generator=g)
+    if rank:
+        a = torch.randn(shape[0], rank, generator=g) @ torch.randn(rank, shape[1], generator=g)
+    s = np.linalg.svd(a.numpy().astype(np.float64), compute_uv=False)
+    assert float(nuclear_norm(a)) == pytest.approx(s.sum(), rel=1e-5)
+    assert float(frobenius_norm(a)) == pytest.approx(np.sqrt((s ** 2).sum()), rel=1e-5)
+    assert float(frobenius_norm(a)) <= float(nuclear_norm(a)) <= np.sqrt(min(shape)) * float(frobenius_norm(a)) + 1e-4
+
+
+def test_nuclear_norm_gradient_passes_gradcheck_in_float64():
+    a = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(nuclear_norm, (a,), eps=1e-6, atol=1e-5)
+    u, _, vh = torch.linalg.svd(a.detach(), full_matrices=False)
+    g, = torch.autograd.grad(nuclear_norm(a), a)
+    assert torch.allclose(g, u @ vh, atol=1e-8), "the gradient of ‖A‖_* is UVᵀ"
+
+
+def test_nuclear_norm_runs_in_fp32_under_bf16_autocast():
+    a = torch.randn(64, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.nn.Linear(10, 10)(a)
+        assert logits.dtype == torch.bfloat16
+        n = nuclear_norm(logits)
+    assert n.dtype == torch.float32
+    assert float(n.detach()) == pytest.approx(float(nuclear_norm(logits.detach().float())), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ single-step attack
+
+
+def test_single_step_attack_starts_at_plus_minus_alpha_and_stays_in_the_ball(standard_model, synthetic):
+    x, y = synthetic[1].images()[:64], synthetic[1].y[:64]
+    m = NuAT(EPS, ALPHA, lam_max=4.5)
+    torch.manual_seed(0)
+    x0 = m.start(x)
+    inside = (x > ALPHA + 1e-6) & (x < 1 - ALPHA - 1e-6)
+    assert torch.allclose((x0 - x)[inside].abs(), torch.full_like(x[inside], ALPHA), atol=1e-6)
+    assert 0.45 < ((x0 - x)[inside] > 0).float().mean() < 0.55, "±α with probability ½ each"
+    for lam, gs in ((0.0, 0), (4.5, 1)):
+        torch.manual_seed(0)
+        x_adv = m.attack(standard_model, x, y, lam, _step(global_step=gs))
+        d = x_adv - x
+        assert d.abs().max() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        interior = (x > EPS + 1e-6) & (x < 1 - EPS - 1e-6)
+        mags = d[interior].abs()
+        assert torch.all(torch.isclose(mags, torch.tensor(ALPHA), atol=1e-6)
+                         | torch.isclose(mags, torch.tensor(EPS), atol=1e-6)), "one ε step from ±α: |δ| ∈ {α, ε}"
+    assert not standard_model.training
+
+
+def test_nuclear_term_only_on_odd_iterations_and_the_textbook_switch(standard_model, synthetic):
+    x, y = synthetic[1].images()[:32], synthetic[1].y[:32]
+    code, book = NuAT(alternate=True), NuAT(alternate=False)
+    seen = []
+    for m in (code, book):
+        calls = []
+        orig = m.regulariser
+        m.regulariser = lambda a, b, o=orig, c=calls: (c.append(1), o(a, b))[1]
+        for gs in range(4):
+            m.attack(standard_model, x, y, 1.0, _step(global_step=gs))
+        seen.append(len(calls))
+    assert seen == [2, 4]
+
+
+def test_matrix_norm_attacks_stay_in_the_ball_and_raise_their_norm(standard_model, synthetic):
+    x, y = synthetic[1].images()[:64], synthetic[1].y[:64]
+    for kind in ("nuc", "fro"):
+        atk = MatrixNormAttack(EPS, kind, steps=5, alpha=2 / 255)
+        torch.manual_seed(0)
+        x_adv = atk.perturb(standard_model, x, y)
+        assert (x_adv - x).abs().max() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        with torch.no_grad():
+            clean = standard_model(x)
+            start = standard_model((x + ALPHA * torch.sign(torch.randn_like(x))).clamp(0, 1))
+            f = nuclear_norm if kind == "nuc" else frobenius_norm
+            assert f(standard_model(x_adv) - clean) > f(start - clean)
+    assert {"nuclear", "frobenius"} <= set(rl.ATTACKS.names())
+
+
+# ---------------------------------------------------------------------------------------------- schedules
+
+
+def test_lambda_ramps_give_the_published_values():
+    assert [ramp_value(e, 4.5, 90) for e in (0, 1, 10, 45, 90, 95, 99)] == pytest.approx(
+        [0, 0.05, 0.5, 2.25, 4.5, 4.5, 4.5])
+    assert [ramp_value(e, 4.0, 100) for e in (0, 50, 99)] == pytest.approx([0, 2.0, 3.96])
+    assert ramp_value(99, 4.0, 80) == 4.0 and ramp_value(3, 4.0, 80, ramp=False) == 4.0
+    nuat = NuAT(lam_max=4.5, ramp_epochs=90)
+    assert nuat.lam(_step(epoch=10, iteration=99)) == pytest.approx(0.5), "λ is updated once per epoch"
+    # a 5-epoch run follows the 100-epoch curve as a function of progress (λ changes every 1/20 epoch)
+    short = NuAT(lam_max=4.5, ramp_epochs=90, epoch_scale=20)
+    assert short.lam(_step(epoch=2, iteration=50)) == pytest.approx(ramp_value(50, 4.5, 90))
+    gat = GAT(epoch_scale=1.0)
+    assert gat.lam(_step(epoch=84)) == 10 and gat.lam(_step(epoch=85)) == 40
+
+
+def test_learning_rate_schedules_give_the_published_values():
+    s = ch.nuat_schedule()
+    expect = {0: (0.0, 0.9), 20: (0.05, 0.85), 40: (0.1, 0.8), 80: (0.02, 0.88), 85: (0.02, 0.88),
+              86: (0.002, 0.88), 90: (0.002, 0.88), 91: (0.0002, 0.88), 99: (0.0002, 0.88)}
+    for e, (lr, mom) in expect.items():
+        assert s(e) == pytest.approx((lr, mom), abs=1e-9), e
+    wa = ch.nuat_wa_schedule()
+    assert wa(25)[0] == pytest.approx(0.1) and wa(100)[0] == pytest.approx(0.0, abs=1e-12)
+    s2 = ch.nuat2_schedule()
+    assert [s2(e)[0] for e in (20, 35, 40, 41, 46, 54)] == pytest.approx([0.1, 0.025, 0.025, 0.0025, 0.00025,
+                                                                          0.00025])
+    assert ch.nuat2_wa_schedule()(20)[0] == pytest.approx(0.1)
+    fast = ch.Compressed(s, 20.0)   # 5 run epochs for 100 paper epochs
+    for e in (0.5, 2.0, 4.0, 4.3, 4.55, 4.99):
+        assert fast(e) == pytest.approx(s(e * 20))
+
+
+def test_scaled_weight_average_horizon():
+    assert ch.scaled_tau(0.9998, 76500, 76500) == pytest.approx(0.9998)
+    assert ch.scaled_tau(0.9998, 76500, 3825) == pytest.approx(0.996)
+
+
+# ---------------------------------------------------------------------------------------------------- cost
+
+
+@pytest.fixture(scope="module")
+def small():
+    return rl.load_dataset("synthetic", "train", n=128)
+
+
+def _measure(method, data, ema=(), batches=1, epochs=1):
+    cfg = rl.TrainConfig(epochs=epochs, batch_size=16, augment=None, max_batches=batches, ema=ema,
+                         schedule={"name": "constant", "lr": 0.01})
+    return rl.train(tiny_resnet(extra_relu=True), method, data, cfg, device="cpu", progress_bar=False)
+
+
+@pytest.mark.parametrize("label,make,ema", [
+    ("NuAT", lambda: NuAT(), ()),
+    ("NuAT2", lambda: NuAT2(), ()),
+    ("NuAT2-WA", lambda: NuAT2WA(), (0.99, 0.9998)),
+    ("GAT", lambda: GAT(), ()),
+    ("PGD-AT", lambda: PGDAT(EPS, 2 / 255, 10), ()),
+    ("TRADES", lambda: TRADES(), ()),
+    ("AWP", lambda: TRADESAWP(warmup_epochs=0), ()),
+    ("R-MGM", lambda: RMGM(), ()),
+    ("Normal", lambda: Standard(), ()),
+])
+def test_measured_cost_matches_the_derived_pass_count(label, make, ema, small):
+    res = _measure(make(), small, ema, epochs=2 if label == "NuAT2-WA" else 1, batches=1)
+    assert res.cost["total"] == pytest.approx(ch.DERIVED_PASSES[label])
+    if label == "NuAT2-WA":  # epoch 0 attacks with the live model, epoch 1 with the τ = 0.99 average
+        assert res.cost["ema0.99.forward"] > 0 and res.cost["ema0.99.backward"] > 0
+    if label == "AWP":
+        assert res.cost["proxy.forward"] == res.cost["proxy.backward"] == pytest.approx(2)
+
+
+def test_free_at_replays_each_batch_and_keeps_delta_in_the_ball(small):
+    m = FreeAT(EPS, replays=4)
+    res = _measure(m, small, batches=2)
+    assert res.cost["total"] == pytest.approx(2.0), "2N per replay"
+    assert m._delta is not None and m._delta.abs().max() <= EPS + 1e-7 and m._delta.abs().max() > 0
+    assert ch.derived_passes("ATF", replays=8) == 16
+
+
+def test_awp_removes_its_weight_perturbation_before_the_update(small):
+    model = tiny_resnet()
+    m = TRADESAWP(steps=2, warmup_epochs=0)
+    trainer = types.SimpleNamespace(model=model, meter=rl.CostMeter(), batches_per_epoch=1, emas={})
+    m.setup(trainer)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x, y = small.images()[:32], small.y[:32]
+    loss, _ = m.loss(model, x, y, _step())
+    moved = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
+    assert moved and all(k.endswith("weight") for k in moved), "w + v on conv/linear weights during the loss"
+    for k in moved:
+        rel = (dict(model.named_parameters())[k].detach() - before[k]).norm() / before[k].norm()
+        assert float(rel) == pytest.approx(0.005, rel=1e-3), "‖v_l‖ = γ‖w_l‖"
+    loss.backward()
+    m.post_backward(trainer)
+    assert all(torch.allclose(v, before[k], atol=1e-7) for k, v in model.named_parameters())
+
+
+def test_hybrid_takes_the_second_step_when_triggered_and_logs_its_rate(small):
+    always = NuATHybrid(margin=1e9)   # every single-step attack counts as weak
+    res = _measure(always, small, batches=2)
+    assert res.cost["total"] == pytest.approx(7 + 3)
+    assert res.history["two_step"].iloc[-1] == pytest.approx(1.0) and always.two_step_rate == 1.0
+    never = NuATHybrid(margin=-1e9)
+    assert _measure(never, small).cost["total"] == pytest.approx(7)
+    q = NuATHybrid(target_rate=0.25, min_history=4)
+    rates = []
+    for r in np.random.default_rng(0).uniform(1.0, 3.0, 400):
+        w = q.weak(float(r))
+        q._ratios.append(float(r))
+        rates.append(w)
+    assert 0.15 < np.mean(rates[50:]) < 0.35, "the online quantile keeps the two-step fraction near the target"
+
+
+# ------------------------------------------------------------------------------------------ robustness
+
+
+def test_nuat_gives_higher_pgd_accuracy_than_normal_training_on_synthetic_data(standard_model, synthetic):
+    train, test = synthetic[0].head(640), synthetic[1]
+    torch.manual_seed(0)
+    cfg = rl.TrainConfig(epochs=3, batch_size=64, augment=None, seed=0,
+                         schedule={"name": "cyclic", "max_lr": 0.1, "up": 1, "down": 2, "cycle_momentum": False})
+    nuat = rl.train(tiny_resnet(), NuAT(lam_max=4.5, ramp_epochs=1), train, cfg, device="cpu",
+                    progress_bar=False).model.eval()
+    pgd = rl.PGD(EPS, 2 / 255, 10)
+    torch.manual_seed(0)
+    acc_std = rl.evaluate(standard_model, test, {"pgd": pgd}, device="cpu", progress=False).accuracies()
+    torch.manual_seed(0)
+    acc_nuat = rl.evaluate(nuat, test, {"pgd": pgd}, device="cpu", progress=False).accuracies()
+    assert acc_nuat["pgd"] > acc_std["pgd"] + 10, (acc_nuat, acc_std)
+
+
+# ----------------------------------------------------------------------------------------- reported numbers
+
+
+def test_reported_tables_keep_every_row_and_the_fbf_inconsistency():
+    assert len(methods("nuat", ch.T1)) == 14
+    assert len([r for r in spec("nuat", ch.T2)["rows"] if not r.get("optional")]) == 13
+    assert lookup("nuat", ch.T1, "FBF")["aa"] == 43.12 and lookup("nuat", ch.T3["cifar10"], "FBF")["aa"] == 42.37
+    assert [r["method"] for r in spec("nuat", ch.T2)["rows"] if r.get("optional")] == ["NuAT-WA-H (80+32)"]
+    for t in ch.T3.values():
+        assert len(methods("nuat", t)) == 9
+
+
+# ------------------------------------------------------------------------------------------ ImageNet folder
+
+
+def test_image_folder_with_a_class_list_converts_to_npz_shards(tmp_path):
+    from PIL import Image
+    from robustlib.imagefolder import convert_image_folder, read_class_list
+    rng = np.random.default_rng(0)
+    wnids = ["n001", "n002", "n003"]
+    for split, n in (("train", 3), ("val", 2)):
+        for c in wnids:
+            (tmp_path / "src" / split / c).mkdir(parents=True)
+            for i in range(n):
+                h, w = rng.integers(20, 40, 2)
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+                    tmp_path / "src" / split / c / f"img{i}.png")
+    (tmp_path / "classes.txt").write_text("# two of the three classes, in this order\nn003\nn001\n")
+    assert read_class_list(tmp_path / "classes.txt") == ["n003", "n001"]
+    counts = convert_image_folder(tmp_path / "src", tmp_path / "classes.txt", tmp_path / "out", size=16, resize=18,
+                                  shard_size=4, log=lambda *a: None)
+    assert counts == {"train": 6, "val": 4}
+    tr = rl.load_dataset("npz", "train", folder=tmp_path / "out")
+    assert tr.x.shape == (6, 3, 16, 16) and tr.x.dtype == torch.uint8
+    assert tr.y.tolist() == [0, 0, 0, 1, 1, 1] and tr.classes == ("n003", "n001")
+    assert len(rl.load_dataset("npz", "val", folder=tmp_path / "out")) == 4
+
+
+# --------------------------------------------------------------------------------------------- the chapter
+
+
+def test_quick_plan_fits_ten_minutes_per_notebook(tmp_path):
+    cfg = ch.config("smoke", 0, "cpu", None, str(tmp_path))
+    minutes = ch.part_minutes(cfg)
+    assert set(minutes.index) == set(ch.PARTS) | {"chapter"}
+    assert (minutes["est. total min"] <= 10).all(), minutes
+    runs = ch.runs(ch.config("quick", 0, "cpu", None, str(tmp_path)))
+    assert {r.label for r in runs.values() if r.dataset == "cifar10"} | {"GAT-WA", "TRADES-WA"} == set(
+        methods("nuat", ch.T1)), "every ResNet-18 row is trained by some part"
+    for r in runs.values():   # each run's method is built with its own dataset's threat model
+        m = r.method()
+        if hasattr(m, "eps") and r.label != "TRADES":
+            assert m.eps == pytest.approx(ch.EPS[r.dataset]), r.run_id
+    assert runs["cifar10/TRADES"].method().eps == pytest.approx(0.031)
+
+
+def test_a_part_runs_in_the_smoke_profile_and_writes_valid_results(tmp_path, data_root):
+    cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    rep = ch.report(cfg, "nuat")
+    ch.run_part(cfg, "nuat", rep)
+    doc = results.load(rep.write())
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert set(rows) == {"NuAT", "NuAT-WA"} and doc["part"] == "nuat"
+    assert rows["NuAT"]["cost_passes"] == pytest.approx(7) and rows["NuAT"]["paper"]["aa"] == 49.24
+    assert rows["NuAT-WA"]["model_used"].startswith("ema")
+    chapter = ch.report(cfg)
+    found = ch.gather(cfg, chapter)
+    assert found.loc["nuat", "status"] == "2 rows"
+    t1 = {r["method"]: r for r in chapter.rows if r["table"] == ch.T1}
+    assert len(t1) == 14 and all(r["note"] for m, r in t1.items() if m not in ("NuAT", "NuAT-WA"))
