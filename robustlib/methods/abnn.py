@@ -49,6 +49,7 @@ import torchvision
 
 from ..errors import ConfigError
 from ..models.norm import Normalize
+from ..models.staged import StagedNet
 from ..models.registry import MODELS, register_model
 from .base import Method, accuracy_log, register_method
 
@@ -336,10 +337,11 @@ class ABNN(Method):
 # ------------------------------------------------------------------------------------------ substitutes
 
 
-class ImageNetResNet(torchvision.models.resnet.ResNet):
+class ImageNetResNet(StagedNet, torchvision.models.resnet.ResNet):
     """torchvision's ImageNet ResNet (7×7 stride-2 stem, 3×3 max-pool, module names as torchvision's, so its
     checkpoints load) with a scalable ``width`` and ``blocks``, input in [0, 1] normalised inside with ImageNet
-    statistics, and ``stage_outputs``/``forward(x, stage_fn)`` like robustlib's CIFAR ResNets."""
+    statistics, and ``stage_outputs``/``forward(x, stage_fn)`` like robustlib's CIFAR ResNets (the StagedNet
+    forward comes first in the method order, replacing torchvision's)."""
 
     def __init__(self, block, blocks: Sequence[int] = (2, 2, 2, 2), num_classes: int = 1000, width: int = 64,
                  normalize=(IMAGENET_MEAN, IMAGENET_STD)):
@@ -362,24 +364,11 @@ class ImageNetResNet(torchvision.models.resnet.ResNet):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def stages(self):
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
+    def stem_forward(self, x):
+        return self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))
 
-    def forward(self, x, stage_fn=None):
-        out = self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))
-        if stage_fn is not None:
-            out = stage_fn(0, out)
-        for i, layer in enumerate(self.stages(), 1):
-            out = layer(out)
-            if stage_fn is not None:
-                out = stage_fn(i, out)
+    def head_forward(self, out):
         return self.fc(torch.flatten(self.avgpool(out), 1))
-
-    def stage_outputs(self, x) -> list[torch.Tensor]:
-        outs = [self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))]
-        for layer in self.stages():
-            outs.append(layer(outs[-1]))
-        return outs
 
 
 @register_model("tv_resnet18")

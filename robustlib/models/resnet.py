@@ -11,15 +11,14 @@ caller transform the feature map after the stem and after each stage (ABNN's ada
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .norm import make_input_layer
-
-StageFn = Callable[[int, torch.Tensor], torch.Tensor]
+from .staged import StagedNet, StageFn  # noqa: F401
 
 
 class BasicBlock(nn.Module):
@@ -71,7 +70,7 @@ class Bottleneck(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
     """A CIFAR ResNet. ``forward(x, stage_fn=None)``; ``stage_outputs(x)`` gives [stem, stage1, …, stage4]."""
 
     def __init__(self, block, blocks: Sequence[int], num_classes: int = 10, width: int = 64, in_channels: int = 3,
@@ -93,26 +92,11 @@ class ResNet(nn.Module):
         self.linear = nn.Linear(in_planes, num_classes)
         self.stage_channels = [width] + [width * 2 ** i * block.expansion for i in range(4)]
 
-    def stages(self):
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
+    def stem_forward(self, x):
+        return F.relu(self.bn1(self.conv1(self.input(x))))
 
-    def forward(self, x, stage_fn: StageFn | None = None):
-        out = F.relu(self.bn1(self.conv1(self.input(x))))
-        if stage_fn is not None:
-            out = stage_fn(0, out)
-        for i, layer in enumerate(self.stages(), 1):
-            out = layer(out)
-            if stage_fn is not None:
-                out = stage_fn(i, out)
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
-
-    def stage_outputs(self, x) -> list[torch.Tensor]:
-        """The feature maps after the stem and after each of the four stages."""
-        outs = [F.relu(self.bn1(self.conv1(self.input(x))))]
-        for layer in self.stages():
-            outs.append(layer(outs[-1]))
-        return outs
+    def head_forward(self, out):
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 class PreActBlock(nn.Module):
@@ -145,25 +129,12 @@ class PreActResNet(ResNet):
         del self.bn1
         self.bn_final = norm_layer(self.stage_channels[-1])
 
-    def _stem(self, x):
+    def stem_forward(self, x):
         return self.conv1(self.input(x))
 
-    def forward(self, x, stage_fn: StageFn | None = None):
-        out = self._stem(x)
-        if stage_fn is not None:
-            out = stage_fn(0, out)
-        for i, layer in enumerate(self.stages(), 1):
-            out = layer(out)
-            if stage_fn is not None:
-                out = stage_fn(i, out)
+    def head_forward(self, out):
         out = F.relu(self.bn_final(out))
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
-
-    def stage_outputs(self, x) -> list[torch.Tensor]:
-        outs = [self._stem(x)]
-        for layer in self.stages():
-            outs.append(layer(outs[-1]))
-        return outs
 
 
 def resnet18(num_classes: int = 10, width: int = 64, blocks: Sequence[int] = (2, 2, 2, 2), **kw) -> ResNet:

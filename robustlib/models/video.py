@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torchvision.models.video import resnet as tvr
 
 from ..data import ArrayDataset, load_synthetic
+from .staged import StagedNet
 from .registry import register_model
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -58,30 +59,14 @@ class _ClipInput(nn.Module):
         return self.norm(x)
 
 
-class _StagedVideoNet(nn.Module):
-    """forward(x, stage_fn) and stage_outputs(x) over ``input → stem → layer1..4 → pool → fc``."""
+class _StagedVideoNet(StagedNet):
+    """``input → stem → layer1..4 → pool → fc`` as a :class:`~robustlib.models.staged.StagedNet`."""
 
-    def _stem_out(self, x):
+    def stem_forward(self, x):
         return self.stem(self.input(x))
 
-    def stages(self):
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
-
-    def forward(self, x, stage_fn=None):
-        out = self._stem_out(x)
-        if stage_fn is not None:
-            out = stage_fn(0, out)
-        for i, layer in enumerate(self.stages(), 1):
-            out = layer(out)
-            if stage_fn is not None:
-                out = stage_fn(i, out)
+    def head_forward(self, out):
         return self.fc(torch.flatten(F.adaptive_avg_pool3d(out, 1), 1))
-
-    def stage_outputs(self, x) -> list[torch.Tensor]:
-        outs = [self._stem_out(x)]
-        for layer in self.stages():
-            outs.append(layer(outs[-1]))
-        return outs
 
 
 class VideoResNet3D(_StagedVideoNet, tvr.VideoResNet):
