@@ -47,12 +47,15 @@ class Report:
     def add_row(self, table: str, method: str, metrics: Mapping[str, float | None], *,
                 paper: Mapping[str, float | None] | None = None, reported_table: str | None = None,
                 cost_passes: float | None = None, train_s: float | None = None, epochs: int | None = None,
-                note: str = "", n: int | None = None, **extra) -> dict:
+                note: str = "", n: int | None = None, percent: Sequence[str] | None = None,
+                ci: Mapping[str, Sequence[float]] | None = None, **extra) -> dict:
         """Add (or replace) the row ``(table, method)``.
 
         ``paper`` gives the paper's numbers; by default they are looked up in :mod:`robustlib.reported` under
         ``(self.paper, reported_table or table, method)`` for the metrics measured here. ``n`` (default ``n_eval``)
-        is the number of images behind the accuracies, used for the 95 % intervals.
+        is the number of images behind the accuracies. Metrics named in ``percent`` (default: all) are proportions in
+        percent and get a 95 % Wilson interval; ``ci`` supplies intervals for other metrics (e.g. a bootstrap
+        interval of a mean distance).
         """
         metrics = {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
                    for k, v in metrics.items()}
@@ -60,8 +63,10 @@ class Report:
             paper = self._reported(reported_table or table, method, metrics)
         paper = {k: paper.get(k) for k in metrics}
         n = self.n_eval if n is None else n
-        ci = {k: list(accuracy_ci(v, n)) for k, v in metrics.items() if v is not None and n}
-        row = {"table": table, "method": method, "metrics": metrics, "paper": paper, "ci": ci, "n": n,
+        pct = set(metrics) if percent is None else set(percent)
+        intervals = {k: list(accuracy_ci(v, n)) for k, v in metrics.items() if v is not None and n and k in pct}
+        intervals.update({k: [float(a), float(b)] for k, (a, b) in (ci or {}).items() if metrics.get(k) is not None})
+        row = {"table": table, "method": method, "metrics": metrics, "paper": paper, "ci": intervals, "n": n,
                "cost_passes": None if cost_passes is None else float(cost_passes),
                "train_s": None if train_s is None else float(train_s),
                "epochs": None if epochs is None else int(epochs), "note": note, **extra}
@@ -157,31 +162,39 @@ class Report:
 
 def compare_table(rows: Sequence[dict], metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Ours vs paper, one line per (method, metric): ``ours``, ``paper``, ``diff`` (ours − paper) and the 95 %
-    interval of the difference (our Wilson interval shifted by the paper's constant)."""
+    interval of the difference (our interval — Wilson for accuracies — shifted by the paper's constant)."""
     if metrics is None:
         metrics = []
         for r in rows:
             metrics += [m for m in r["metrics"] if m not in metrics]
     out = []
     for r in rows:
-        n = r.get("n") or 0
+        intervals = r.get("ci") or {}
         for m in metrics:
             if m not in r["metrics"]:
                 continue
             ours = r["metrics"].get(m)
             ref = (r.get("paper") or {}).get(m)
             rec = {"method": r["method"], "metric": m, "ours": ours, "paper": ref, "diff": None, "diff 95% CI": ""}
-            if ours is not None and n:
-                lo, hi = accuracy_ci(ours, n)
-                rec["ours 95% CI"] = f"[{lo:.1f}, {hi:.1f}]"
+            if ours is not None and m in intervals:
+                lo, hi = intervals[m]
+                rec["ours 95% CI"] = f"[{_g(lo)}, {_g(hi)}]"
                 if ref is not None:
                     rec["diff"] = ours - ref
-                    rec["diff 95% CI"] = f"[{lo - ref:+.1f}, {hi - ref:+.1f}]"
+                    rec["diff 95% CI"] = f"[{_g(lo - ref, True)}, {_g(hi - ref, True)}]"
             else:
                 rec["ours 95% CI"] = ""
+                if ours is not None and ref is not None:
+                    rec["diff"] = ours - ref
             out.append(rec)
     cols = ["method", "metric", "ours", "ours 95% CI", "paper", "diff", "diff 95% CI"]
     return pd.DataFrame(out, columns=cols).set_index(["method", "metric"])
+
+
+def _g(v: float, sign: bool = False) -> str:
+    """1 decimal for percent-scale numbers, 3 significant digits for small ones (distances)."""
+    fmt = ("+" if sign else "") + (".1f" if abs(v) >= 1 or v == 0 else ".3g")
+    return format(v, fmt)
 
 
 def runs_table(rows: Sequence[dict]) -> pd.DataFrame:

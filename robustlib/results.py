@@ -17,7 +17,8 @@ Schema (documented in the book's appendix; extra keys are allowed and preserved)
         {
           "table": "cifar10_resnet18", # which table of the chapter the row belongs to
           "method": "NuAT-WA",         # the paper's label for the row
-          "metrics": {"clean": 82.1, "pgd20": 53.0},     # percent; null when not measured
+          "metrics": {"clean": 82.1, "pgd20": 53.0},     # accuracies/errors in percent (other units stated by
+                                                         # the chapter, e.g. mean_dist); null when not measured
           "paper":   {"clean": 82.21, "pgd20": 54.14},   # the paper's number for each metric, or null
           "ci":      {"clean": [81.0, 83.2]},            # optional: 95 % interval per metric
           "cost_passes": 7.0,          # measured N per training sample (null if nothing was trained)

@@ -1,0 +1,398 @@
+"""Finite-difference gradient regularisation (Finlay & Oberman): the penalty and its exact reference, the ResNeXt and
+its smooth ReLU, minimum adversarial distances, lower bounds and Lanczos, and the chapter in the smoke profile."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import robustlib as rl
+from robustlib import reported, results
+from robustlib.bounds import (bound_stats, c_bound, cw_prob_loss, hessian_extreme_eigs, l_bound, lanczos,
+                              soft_cw_prob_loss, soft_cw_threshold)
+from robustlib.cost import CostMeter
+from robustlib.distances import (error_at, error_curve, fab_min_distance, improvement_ratio, mean_distance,
+                                 min_distances, pgd_min_distance, AttackBudget)
+from robustlib.methods.gradreg import (DoubleBackpropGR, FiniteDifferenceGR, dual_norm_sq, exact_penalty,
+                                       fd_direction, fd_penalty)
+from robustlib.models.resnext import BranchBlock, ConvBNBias, LinearBNBias, smooth_relu
+
+
+def tiny(name="smooth_resnext34_2x32", seed=0, dtype=torch.float64, width=4, blocks=(1, 1, 1)):
+    torch.manual_seed(seed)
+    return rl.build_model(name, width=width, blocks=blocks).to(dtype).eval()
+
+
+def batch(n=6, size=8, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.randint(0, 10, (n,), generator=g)
+
+
+def per_image_grad(model, x, y):
+    xi = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(F.cross_entropy(model(xi), y, reduction="sum"), xi)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------- the penalty
+
+
+def test_fd_penalty_converges_to_the_exact_squared_l2_norm_as_h_shrinks():
+    model, (x, y) = tiny(), batch()
+    exact = dual_norm_sq(per_image_grad(model, x, y), "l2")
+    errs = {}
+    for h in (1e-2, 1e-3, 1e-4, 1e-5):
+        _, D, _ = fd_penalty(model, x, y, h, "l2")
+        errs[h] = ((D.detach() ** 2 - exact).abs() / exact).max().item()
+    assert errs[1e-5] < 1e-4
+    for a, b in ((1e-2, 1e-3), (1e-3, 1e-4)):      # first-order: the error falls ~10× per decade of h
+        assert 5 < errs[a] / errs[b] < 20
+
+
+def test_the_l1_variant_estimates_the_squared_l1_norm_over_N():
+    model, (x, y) = tiny(), batch()
+    g = per_image_grad(model, x, y)
+    target = g.flatten(1).abs().sum(1) ** 2 / g[0].numel()
+    assert torch.allclose(dual_norm_sq(g, "l1"), target)
+    _, D, _ = fd_penalty(model, x, y, 1e-6, "l1")
+    assert torch.allclose(D.detach() ** 2, target, rtol=1e-4)
+    # and on a hand-made gradient: <g, sign(g)/√N>² = ‖g‖₁²/N
+    gh = torch.tensor([[3.0, -1.0, 0.5, -0.5]])
+    d = fd_direction(gh, "l1")
+    assert torch.allclose(d, torch.tensor([[1.0, -1.0, 1.0, -1.0]]) / 2)
+    assert float((gh * d).sum()) ** 2 == pytest.approx(5.0 ** 2 / 4)
+
+
+def test_direction_is_detached_with_unit_l2_norm():
+    g = torch.randn(5, 3, 4, 4, requires_grad=True) * 3
+    for norm in ("l2", "l1"):
+        d = fd_direction(g, norm)
+        assert not d.requires_grad and d.grad_fn is None
+        assert torch.allclose(d.flatten(1).norm(dim=1), torch.ones(5))
+    z = torch.zeros(2, 3, 4, 4)
+    assert torch.equal(fd_direction(z, "l2"), z) and torch.equal(fd_direction(z, "l1"), z)
+
+
+def test_no_gradient_flows_through_the_direction():
+    """The parameter gradient of the FD penalty equals that of (ℓ(x + h·d) − ℓ(x))/h with d a constant."""
+    model, (x, y) = tiny(dtype=torch.float64), batch()
+    model.train()
+    h = 0.1
+    _, D, _ = fd_penalty(model, x, y, h, "l2")
+    got = torch.autograd.grad(D.pow(2).mean(), list(model.parameters()))
+    xi = x.clone().requires_grad_(True)
+    ce = F.cross_entropy(model(xi), y, reduction="none")
+    g, = torch.autograd.grad(ce.mean(), xi, retain_graph=True)
+    d = (g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).detach()
+    D2 = (F.cross_entropy(model(x + h * d), y, reduction="none") - ce) / h
+    want = torch.autograd.grad(D2.pow(2).mean(), list(model.parameters()))
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def _step():
+    return SimpleNamespace(trainer=SimpleNamespace(meter=CostMeter()))
+
+
+def test_penalties_run_in_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = rl.build_model("resnext34_2x32", width=4, blocks=(1, 1, 1)).eval()
+    x, y = batch(dtype=torch.float32)
+    for method in (FiniteDifferenceGR(1.0, 0.01, "l1"), DoubleBackpropGR(1.0, "l2")):
+        ref, logs = method.loss(model, x, y, _step())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under, logs_b = method.loss(model, x, y, _step())
+        assert under.dtype == torch.float32
+        assert float(under.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
+        assert float(logs_b["penalty"]) == pytest.approx(float(logs["penalty"]), rel=1e-6)
+
+
+def test_exact_penalty_trains_the_parameters_and_matches_fd():
+    """create_graph=True: the double-backprop penalty has a parameter gradient (forgetting it gives zero)."""
+    model, (x, y) = tiny(), batch()
+    _, pen, _ = exact_penalty(model, x, y, "l2")
+    grads = torch.autograd.grad(pen.sum(), [p for p in model.parameters()], allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    _, D, _ = fd_penalty(model, x, y, 1e-6, "l2")
+    assert torch.allclose(pen.detach(), D.detach() ** 2, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method,fwd,bwd", [(FiniteDifferenceGR(0.1, 0.01, "l2"), 2, 3),
+                                            (DoubleBackpropGR(0.1, "l1"), 1, 3)])
+def test_cost_meter_counts_5N_for_fd_and_4N_for_double_backprop(method, fwd, bwd):
+    data = rl.load_dataset("synthetic", "train", n=64, size=8)
+    cfg = rl.TrainConfig(epochs=1, batch_size=32, augment=None, schedule={"name": "constant", "lr": 0.01})
+    res = rl.train(rl.build_model("resnext34_2x32", width=4, blocks=(1, 1, 1)), method, data, cfg, device="cpu",
+                   progress_bar=False)
+    assert res.cost["model.forward"] == pytest.approx(fwd)
+    assert res.cost["model.backward"] == pytest.approx(bwd)   # DBP: 2 seen by the hooks + 1 charged explicitly
+    assert np.isfinite(res.history["penalty"].iloc[-1])
+
+
+def test_config_errors_are_explained():
+    with pytest.raises(rl.ConfigError, match="penalty norm"):
+        FiniteDifferenceGR(norm="linf")
+    with pytest.raises(rl.ConfigError, match="h must be > 0"):
+        FiniteDifferenceGR(h=0)
+
+
+# ----------------------------------------------------------------------------------------------- the network
+
+
+def test_resnext34_2x32_has_the_papers_size_and_quirks():
+    full = rl.build_model("resnext34_2x32")
+    assert sum(p.numel() for p in full.parameters()) == pytest.approx(3.9e6, rel=0.01)
+    assert len([m for m in full.modules() if isinstance(m, BranchBlock)]) == 15
+    assert isinstance(full.stem, ConvBNBias) and not full.stem.bn.affine and full.stem.bias.requires_grad
+    assert sum(isinstance(m, nn.AvgPool2d) for m in full.modules()) == 2
+    assert not any(isinstance(m, nn.Conv2d) and m.stride != (1, 1) for m in full.modules())
+    assert isinstance(full.fc, LinearBNBias) and not full.fc.bn.affine
+    m = tiny("resnext34_2x32", dtype=torch.float32)
+    x = torch.rand(4, 3, 32, 32) - 0.5
+    assert (m(x) >= 0).all() and (m.train()(x) >= 0).all()          # ReLU on the logits
+    plain = rl.build_model("resnext34_2x32", width=4, blocks=(1, 1, 1), logit_activation=False).eval()
+    assert (plain(x) < 0).any()
+
+
+def test_branch_block_averages_its_two_groups():
+    torch.manual_seed(0)
+    blk = BranchBlock(4).eval()
+    x = torch.randn(2, 4, 6, 6)
+    y = blk.bn1(blk.conv1(F.relu(blk.bn0(blk.conv0(x)))))
+    want = F.relu(x + (y[:, :4] + y[:, 4:]) / 2)
+    assert torch.allclose(blk(x), want, atol=1e-6)
+
+
+def test_smooth_relu_is_the_papers_c2_function():
+    t = torch.tensor([-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    z = t + 0.5
+    want = torch.where(t >= 0.5, t, torch.where(t > -0.5, -0.5 * z ** 4 + z ** 3, torch.zeros_like(t)))
+    assert torch.allclose(smooth_relu(t), want)
+    for knot in (-0.5, 0.5):                       # value, slope and curvature continuous at the knots
+        e = 1e-6
+        a = torch.tensor([knot - e, knot + e], dtype=torch.float64, requires_grad=True)
+        d1, = torch.autograd.grad(smooth_relu(a).sum(), a, create_graph=True)
+        d2, = torch.autograd.grad(d1.sum(), a)
+        assert abs(float((d1[0] - d1[1]).detach())) < 1e-5 and abs(float(d2[0] - d2[1])) < 1e-4
+    m = tiny()
+    assert not any(isinstance(mod, nn.ReLU) for mod in m.modules())
+
+
+# ------------------------------------------------------------------------------------------ minimum distances
+
+
+class _Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = nn.Linear(48, 3)
+
+    def forward(self, x):
+        return self.l(x.flatten(1))
+
+
+def _linear_case():
+    torch.manual_seed(0)
+    m = _Linear().eval()
+    x = 0.4 + 0.2 * torch.rand(30, 3, 4, 4)
+    with torch.no_grad():
+        z = m(x)
+    y = z.argmax(1)
+    W = m.l.weight.detach()
+
+    def exact(norm):
+        out = []
+        for i in range(len(x)):
+            c = int(y[i])
+            ds = []
+            for j in range(3):
+                if j != c:
+                    w = W[j] - W[c]
+                    ds.append(float(z[i, c] - z[i, j]) / float(w.abs().sum() if norm == "linf" else w.norm()))
+            out.append(min(ds))
+        return torch.tensor(out)
+    return m, x, y, exact
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_minimum_distance_attacks_find_the_exact_distance_of_a_linear_model(norm):
+    m, x, y, exact = _linear_case()
+    ex = exact(norm)
+    pgd = pgd_min_distance(m, x, y, norm, eps_max=0.05 if norm == "linf" else 0.5, steps=20, bisect_steps=12)
+    fab = fab_min_distance(m, x, y, norm, n_iter=30)
+    for d in (pgd, fab):
+        assert (d >= ex * (1 - 1e-4)).all()        # no attack beats the true minimum
+        assert (d <= ex * 1.01 + 1e-4).all()       # and both get within 1 %
+
+
+def test_min_distances_counts_clean_errors_at_zero_and_takes_the_minimum():
+    m, x, y, _ = _linear_case()
+    y = y.clone()
+    y[:3] = (y[:3] + 1) % 3                        # three clean errors
+    df = min_distances(m, x, y, AttackBudget("linf", eps_max=0.05, pgd_steps=5, bisect_steps=4, fab_iter=5))
+    assert (df.loc[:2, ["pgd", "fab", "best"]] == 0).all().all() and not df.clean_correct[:3].any()
+    assert np.allclose(df.best, np.minimum(df.pgd, df.fab))
+
+
+def test_distance_statistics():
+    d = np.array([0.0, 0.0, 1 / 255, 3 / 255, 9 / 255, np.inf])
+    assert error_at(d, 2 / 255) == pytest.approx(50.0)
+    assert error_at(d, 8 / 255) == pytest.approx(100 * 4 / 6)
+    assert list(error_curve(d, [0.0, 1.0])) == pytest.approx([100 * 2 / 6, 100 * 5 / 6])
+    assert mean_distance(d, cap=1.0) == pytest.approx((13 / 255 + 1) / 6)
+    assert math.isinf(mean_distance(d))
+    # arXiv v1's improvement ratio, recomputed from the poster's numbers
+    p = {m: reported.lookup("gradreg", "poster_linf", m) for m in ("Undefended", "7-step AT",
+                                                                  "squared l1 lambda=0.1")}
+    r_at = improvement_ratio(p["Undefended"]["err_clean"], p["Undefended"]["mean_dist"],
+                             p["7-step AT"]["err_clean"], p["7-step AT"]["mean_dist"])
+    r_l1 = improvement_ratio(p["Undefended"]["err_clean"], p["Undefended"]["mean_dist"],
+                             p["squared l1 lambda=0.1"]["err_clean"], p["squared l1 lambda=0.1"]["mean_dist"])
+    assert r_at == pytest.approx(reported.lookup("gradreg", "arxiv_linf", "7-step AT")["ratio"], abs=0.01)
+    assert r_l1 == pytest.approx(reported.lookup("gradreg", "arxiv_linf", "squared l1 lambda=0.1")["ratio"],
+                                 abs=0.02)
+
+
+# ---------------------------------------------------------------------------------------------------- bounds
+
+
+def test_cw_losses_on_probabilities():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 0.0]])
+    y = torch.tensor([0, 0])
+    hard = cw_prob_loss(logits, y)
+    assert hard[0] < 0 < hard[1]                   # correct → negative, misclassified → positive
+    assert (soft_cw_prob_loss(logits, y) <= hard + 1e-7).all()
+
+
+def test_bound_formulas():
+    loss = np.array([-0.5, -0.2, 0.3])             # the third image is misclassified: bound 0
+    g = np.array([1.0, 2.0, 1.0])
+    lb, L = l_bound(loss, g)
+    assert L == 2.0 and np.allclose(lb, [0.25, 0.1, 0.0])
+    assert np.allclose(c_bound(loss, g, 1e-12), loss.clip(max=0) * -1 / g)   # C → 0: first-order bound
+    # exact for a quadratic: ℓ(t) = −gap + g·t + C·t²/2 crosses 0 at the C-bound
+    gap, gg, C = 0.3, 0.7, 5.0
+    t = c_bound(np.array([-gap]), np.array([gg]), C)[0]
+    assert -gap + gg * t + C * t * t / 2 == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lanczos_matches_dense_eigenvalues():
+    torch.manual_seed(0)
+    B, N = 3, 20
+    M = torch.randn(B, N, N, dtype=torch.float64)
+    M = (M + M.transpose(1, 2)) / 2
+    lo, hi, _ = lanczos(lambda v: torch.einsum("bij,bj->bi", M, v.reshape(B, N)), (B, N), iters=N, tol=0,
+                        dtype=torch.float64)
+    e = torch.linalg.eigvalsh(M)
+    assert torch.allclose(hi, e[:, -1], atol=1e-10) and torch.allclose(lo, e[:, 0], atol=1e-10)
+
+
+def test_lanczos_on_hessian_vector_products_matches_a_dense_hessian():
+    model = tiny(blocks=(1, 1))                    # two stages: 2×2 inputs, 12 input dimensions
+    x, y = batch(n=2, size=2)
+    lo, hi = hessian_extreme_eigs(model, x, y, soft_cw_prob_loss, iters=12, tol=0)
+    for i in range(2):
+        H = torch.autograd.functional.hessian(lambda z: soft_cw_prob_loss(model(z[None]), y[i:i + 1]).sum(), x[i])
+        e = torch.linalg.eigvalsh(H.reshape(12, 12))
+        assert float(hi[i]) == pytest.approx(float(e[-1]), rel=1e-6, abs=1e-12)
+        assert float(lo[i]) == pytest.approx(float(e[0]), rel=1e-6, abs=1e-12)
+        assert abs(float(e[-1])) > 1e-8            # a non-trivial Hessian
+
+
+def test_soft_cw_threshold_holds_at_misclassified_points():
+    torch.manual_seed(0)
+    logits = torch.randn(2000, 10) * torch.rand(2000, 1) * 3
+    y = torch.randint(0, 10, (2000,))
+    wrong = cw_prob_loss(logits, y) >= 0
+    assert wrong.any()
+    assert (soft_cw_prob_loss(logits, y)[wrong] >= soft_cw_threshold(10) - 1e-7).all()
+
+
+def test_lower_bounds_never_exceed_attack_distances_on_a_trained_smooth_model():
+    """As in the paper, L and C are the maxima over the evaluated test images (here 400); the bounds are then checked
+    against the attacks' distances on the first 32 of them. The authors' SoftCW threshold 0 is not a sound
+    misclassification threshold, so their C-bound variant may exceed the distances; ours (−ln K/τ) must not."""
+    data = rl.load_dataset("synthetic", "train", n=512, size=8)
+    test = rl.load_dataset("synthetic", "test", n=400, size=8)
+    cfg = rl.TrainConfig(epochs=4, batch_size=64, augment=None, schedule={
+        "name": "cyclic", "max_lr": 0.1, "up": 1, "down": 3, "cycle_momentum": False})
+    torch.manual_seed(0)
+    model = rl.train(rl.build_model("smooth_resnext34_2x32", width=4, blocks=(1, 1, 1)), rl.methods.Standard(),
+                     data, cfg, device="cpu", progress_bar=False).model.eval()
+    x, y = test.images(), test.y
+    b = bound_stats(model, x, y, curvature=True, iters=10)
+    n = 32
+    d = min_distances(model, x[:n], y[:n], AttackBudget("l2", eps_max=1.0, pgd_steps=10, bisect_steps=6,
+                                                        fab_iter=10)).best.to_numpy()
+    assert (b.loss < 0).mean() > 0.8 and (b.lbound[b.loss < 0] > 0).all()   # trained: most images have a gap
+    assert (b.cbound > 0).any() and b.C > 0
+    assert (b.lbound[:n] <= d + 1e-9).all()
+    assert (b.cbound[:n] <= d + 1e-9).all()
+
+
+# ---------------------------------------------------------------------------------------------- the chapter
+
+
+def test_the_plan_covers_every_reproduced_row_once_and_fits_the_quick_budget(tmp_path):
+    from robustlib.chapters import gradreg as ch
+    cfg = ch.config("quick", out_dir=str(tmp_path), device="cpu")
+    labels = [r.label for r in cfg.runs]
+    assert len(set(labels)) == len(labels) and len({r.key for r in cfg.runs}) == len(cfg.runs)
+    for row in ch.MAIN_ROWS + ch.L2_ROWS:
+        assert row in labels
+    ablation = sorted(r.ablation for r in cfg.runs if r.ablation)
+    assert ablation == sorted(reported.methods("gradreg", "journal_h_ablation"))
+    assert {r.part for r in cfg.runs} == set(ch.PARTS) | {"chapter"}
+    assert all(cfg.estimate_minutes(p) <= 8 for p in ch.PARTS + ("chapter",))
+    assert ch.RUN_BY_KEY["fd-l1-lam1-h0.1"].h == 0.1 and ch.RUN_BY_KEY["fd-l1-lam0.1-h0.01"].h == 0.01
+    s = ch.StepDecay(0.1, 200)
+    assert [s(e)[0] for e in (0, 59.9, 60, 120, 160)] == pytest.approx([0.1, 0.1, 0.02, 0.004, 0.0008])
+
+
+def test_chapter_runs_in_the_smoke_profile(tmp_path, data_root):
+    import matplotlib
+    matplotlib.use("Agg")
+    from robustlib.chapters import gradreg as ch
+    cfg = ch.config("smoke", data_dir=str(data_root), out_dir=str(tmp_path), device="cpu")
+    cfg.n_test = 8
+    train, test = ch.load_data(cfg)
+    test = test.head(8)
+    rep = ch.report(cfg)
+    res, evals = ch.collect(cfg, train, test, keys=["undefended", "fd-l1-lam1-h0.1"])
+    ch.add_rows(cfg, rep, res, evals)
+    ch.add_missing_rows(rep)
+    table = ch.compare(rep, "cifar10_linf")
+    assert ("squared l1 lambda=1", "err_8") in table.index
+    assert table.loc[("ImageNet-1k Undefended", "err_clean"), "paper"] == 6.94
+    assert ch.compare(rep, "h_ablation").loc[("h=0.1", "err_8"), "paper"] == 58.69
+    for fig in (ch.plot_distance_curves(cfg, evals), ch.plot_bounds(cfg, evals), ch.plot_h_ablation(rep)):
+        rep.savefig(fig, "f")
+    agreement = ch.fd_vs_exact(cfg, {"undefended": res["undefended"].model}, test)
+    f64 = agreement[agreement.precision == "float64"].sort_values("h")
+    assert f64.median_rel_err.iloc[0] < f64.median_rel_err.iloc[-1]          # the error shrinks with h
+    doc = results.load(rep.write())
+    assert {r["table"] for r in doc["rows"]} >= {"cifar10_linf", "cifar10_l2", "constants", "h_ablation"}
+    # a second collect reuses the checkpoints and the cached evaluations
+    res2, evals2 = ch.collect(cfg, train, test, keys=["undefended"])
+    assert np.array_equal(evals2["undefended"].dist("linf"), evals["undefended"].dist("linf"))
+
+
+def test_imagenet_command_functions_run_on_a_tiny_image_folder(tmp_path):
+    from PIL import Image
+    from robustlib.chapters import gradreg as ch
+    for split in ("train", "val"):
+        for c in range(2):
+            d = tmp_path / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray((np.random.rand(40, 40, 3) * 255).astype(np.uint8)).save(d / f"{i}.png")
+    ckpt = ch.train_imagenet(str(tmp_path / "train"), str(tmp_path / "run"), epochs=1, batch_size=4,
+                             image_size=32, arch="resnet18", workers=0, device="cpu", max_batches=1)
+    out = ch.evaluate_imagenet(str(tmp_path / "val"), str(ckpt), n=2, image_size=32, device="cpu",
+                               budget=AttackBudget("linf", eps_max=8 / 255, pgd_steps=1, bisect_steps=1,
+                                                   fab_iter=1, batch_size=2))
+    assert out["n"] == 2 and 0 <= out["top1_err"] <= 100 and 0 <= out["err_8"] <= 100
