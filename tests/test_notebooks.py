@@ -123,7 +123,7 @@ def test_publish_refuses_smoke_runs(smoke_run):
 
 def test_unknown_notebook_and_profile_names():
     import robustlib as rl
-    with pytest.raises(rl.UnknownNameError, match="Valid notebook names: adversarial_examples"):
+    with pytest.raises(rl.UnknownNameError, match="Did you mean .adversarial_examples.*Valid notebook names: abnn"):
         reproduce.select(["adversarial"], ROOT)
     with pytest.raises(rl.UnknownNameError, match="Valid profile names: paper, quick, smoke"):
         reproduce.reproduce("fast", out=ROOT / "runs" / "never", book=False)
