@@ -214,8 +214,10 @@ def frame(doc: dict) -> pd.DataFrame:
 def markdown(doc: dict) -> str:
     """The benchmark as a Markdown table (what the performance appendix includes)."""
     hw = hardware_label(doc["hardware"])
-    lines = [f"Measured on **{hw}**, {doc['amp']}, model `{doc['model']}` {doc.get('model_kwargs') or ''}, "
-             f"torch {doc['versions'].get('torch')}, {doc['created']}.", "",
+    kw = doc.get("model_kwargs") or {}
+    model = f"`{doc['model']}`" + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
+    lines = [f"Measured on **{hw}**, {doc['amp']}, model {model}, torch {doc['versions'].get('torch')}, "
+             f"{doc['created']}.", "",
              "| method | batch | images/s | s per epoch | N per sample | GFLOP/image | TFLOP/s | of bf16 peak |",
              "|---|---|---|---|---|---|---|---|"]
     for r in doc["methods"]:
