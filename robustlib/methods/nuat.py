@@ -48,6 +48,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..attacks.core import attack_mode, project, random_start
 from ..attacks.nuclear import matrix_norm
+from ..distributed import gather_rows
 from ..errors import ConfigError
 from .base import Method, Step, accuracy_log, register_method
 
@@ -96,9 +97,11 @@ class NuAT(Method):
         return ramp_value(paper_epoch(step, self.epoch_scale), self.lam_max, self.ramp_epochs, self.ramp)
 
     def regulariser(self, adv_logits: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor:
-        """‖f(X̃) − f(X)‖_* / B (fp32)."""
-        r = matrix_norm(adv_logits.float() - clean_logits.float(), self.norm)
-        return r / len(adv_logits) if self.scale_by_batch else r
+        """‖f(X̃) − f(X)‖_* / B (fp32). Under ``torchrun`` the rows of every rank are gathered first, so the norm
+        is that of the global batch, as in a single-process run (:func:`robustlib.distributed.gather_rows`)."""
+        d = gather_rows(adv_logits.float() - clean_logits.float())
+        r = matrix_norm(d, self.norm)
+        return r / len(d) if self.scale_by_batch else r
 
     def reference(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Clean logits for the attack: a train-mode forward (BN batch statistics) or an eval-mode one."""
