@@ -4,7 +4,8 @@
 queries) — the "AA (v2)" of the NuAT WRN table and what every new number in this book uses. ``version="plus"`` and
 custom attack lists are passed through. The model runs in eval mode with frozen parameters; AutoAttack's own
 warnings (its checks for randomness, non-logit outputs, dynamic models) are captured in :attr:`warnings` so the
-comparison chapter can report them.
+comparison chapter can report them. ``apgd_budget=(iterations, restarts)`` cuts APGD in a ``custom`` run (smoke
+profiles: a custom APGD-CE otherwise runs 100 iterations × 5 restarts).
 """
 from __future__ import annotations
 
@@ -34,13 +35,16 @@ class AutoAttack(Attack):
 
     def __init__(self, eps: float, *, norm: str = "linf", version: str = "standard",
                  attacks: Sequence[str] | None = None, seed: int = 0, batch_size: int = 500,
-                 name: str | None = None):
+                 apgd_budget: tuple[int, int] | None = None, name: str | None = None):
         super().__init__(eps, norm, "eval")
         if version not in VERSIONS:
             raise ConfigError(f"unknown AutoAttack version {version!r}; valid: {', '.join(VERSIONS)}")
         if attacks is not None and version != "custom":
             raise ConfigError("a list of attacks needs version='custom'")
+        if apgd_budget is not None and version != "custom":
+            raise ConfigError("apgd_budget cuts a custom AutoAttack run; the standard version keeps its budgets")
         self.version, self.attacks, self.seed, self.batch_size = version, attacks, seed, batch_size
+        self.apgd_budget = apgd_budget
         self.warnings: list[str] = []
         if name:
             self.name = name
@@ -54,6 +58,8 @@ class AutoAttack(Attack):
         aa = _AA(model, attacks=list(self.attacks) if self.attacks else None, device=device, eps=self.eps,
                  norm=norm, seed=self.seed, version=self.version)
         aa.verbose = False
+        if self.apgd_budget is not None:  # (iterations, restarts) of APGD-CE/DLR; smoke profiles only
+            aa.apgd.n_iter, aa.apgd.n_restarts = self.apgd_budget
         return aa
 
     def _perturb(self, model, x, y):

@@ -41,6 +41,7 @@ class Config:
     aa_eps: tuple[int, ...]              # ε × 255 at which AutoAttack runs
     aa_version: str
     aa_attacks: tuple[str, ...] | None
+    aa_apgd_budget: tuple[int, int] | None
     cost_steps: tuple[int, ...]          # attack steps t for the cost table
     cost_batches: int
     eval_batch: int
@@ -77,24 +78,25 @@ def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir
     common = dict(batch_size=batch, momentum=0.9, weight_decay=5e-4, augment=Augment(4, 0, True), seed=seed)
     cfg = Config(
         s=s,
-        n_train=by_profile(p, 2000, None, None),
-        n_test=by_profile(p, 100, 1000, 1000),
+        n_train=by_profile(p, 1000, None, None),
+        n_test=by_profile(p, 64, 1000, 1000),
         model=model,
         standard=TrainConfig(epochs=std_epochs, schedule=std_sched, **common),
         pgd_at=TrainConfig(epochs=at_epochs, schedule=at_sched, **common),
         at_steps=by_profile(p, 2, 5, 10),
-        eps_grid=by_profile(p, (0, 2, 8, 16), (0, 1, 2, 4, 6, 8, 12, 16), (0, 1, 2, 4, 6, 8, 12, 16)),
-        pgd_steps=by_profile(p, 10, 20, 20),
+        eps_grid=by_profile(p, (0, 8, 32), (0, 1, 2, 4, 6, 8, 12, 16), (0, 1, 2, 4, 6, 8, 12, 16)),
+        pgd_steps=by_profile(p, 5, 20, 20),
         aa_eps=by_profile(p, (8,), (2, 4, 8), (1, 2, 4, 8, 16)),
         aa_version=by_profile(p, "custom", "standard", "standard"),
         aa_attacks=by_profile(p, ("apgd-ce",), None, None),
+        aa_apgd_budget=by_profile(p, (20, 1), None, None),
         cost_steps=(0, 1, 2, 5, 10),
         cost_batches=by_profile(p, 2, 5, 5),
-        eval_batch=by_profile(p, 100, 1000, 1000),
+        eval_batch=by_profile(p, 64, 1000, 1000),
     )
     if p == "smoke":
-        cfg.notes.append("smoke profile: a width-8 ResNet-18 with one block per stage, 2 000 training images, "
-                         "100 test images, AutoAttack reduced to APGD-CE. The numbers only show that the "
+        cfg.notes.append("smoke profile: a width-8 ResNet-18 with one block per stage, 1 000 training images, "
+                         "64 test images, PGD-5, AutoAttack reduced to APGD-CE with 20 iterations. The numbers only show that the "
                          "pipeline runs.")
     if p == "quick":
         cfg.notes.append("quick profile: 15 epochs of standard training and 10 epochs of PGD-AT with t = 5 "
@@ -167,7 +169,7 @@ def eps_sweep(cfg: Config, models: dict, test) -> pd.DataFrame:
 
 def _autoattack(cfg: Config, eps: float) -> AutoAttack:
     return AutoAttack(eps, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
-                      batch_size=cfg.eval_batch)
+                      batch_size=cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget)
 
 
 def headline(cfg: Config, models: dict, sweep: pd.DataFrame, results: dict[str, TrainResult], rep: Report):

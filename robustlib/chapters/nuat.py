@@ -563,23 +563,8 @@ def suite(cfg: Config, dataset: str, record: dict[str, int] | None = None) -> di
     return {"fgsm": FGSM(eps),
             "pgd": PGD(eps, step, max(record.values()), start="uniform", clip_start=False, record=record),
             "gama100": gama,
-            "aa": BudgetAutoAttack(eps, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
-                                   batch_size=cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget)}
-
-
-class BudgetAutoAttack(AutoAttack):
-    """AutoAttack whose custom APGD runs (iterations, restarts) can be cut: the smoke profile's APGD-CE runs 10
-    iterations once instead of 100 × 5. ``apgd_budget=None`` leaves AutoAttack untouched."""
-
-    def __init__(self, eps: float, *, apgd_budget: tuple[int, int] | None = None, **kw):
-        super().__init__(eps, **kw)
-        self.apgd_budget = apgd_budget
-
-    def _adversary(self, model, device):
-        aa = super()._adversary(model, device)
-        if self.apgd_budget is not None:
-            aa.apgd.n_iter, aa.apgd.n_restarts = self.apgd_budget
-        return aa
+            "aa": AutoAttack(eps, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
+                             batch_size=cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget)}
 
 
 def evaluate_model(cfg: Config, model: nn.Module, test: ArrayDataset, attacks: dict, desc: str = "") -> dict:
