@@ -99,20 +99,36 @@ def transfer_accuracy(model: nn.Module, source: nn.Module, data: ArrayDataset, *
     return 100.0 * ok / max(n, 1)
 
 
+class SquareAttack(AutoAttack):
+    """The Square attack alone (AutoAttack's implementation, one restart) with ``queries`` queries per image."""
+
+    def __init__(self, eps: float, queries: int = 5000, **kw):
+        super().__init__(eps, version="custom", attacks=["square"], **kw)
+        self.queries = int(queries)
+
+    def _adversary(self, model, device):
+        aa = super()._adversary(model, device)
+        aa.square.n_queries = self.queries
+        return aa
+
+
 def black_box(name: str, model: nn.Module, data: ArrayDataset, white_box: float, *, source: nn.Module | None,
               source_name: str = "undefended model", eps: float = 8 / 255, square: bool = True, tol: float = 1.0,
-              device="auto", batch_size: int = 500, seed: int = 0) -> Check:
-    """Transfer (PGD-20 on ``source``) and Square (5 000 queries) must not beat the white-box accuracy."""
+              device="auto", batch_size: int = 500, seed: int = 0, square_queries: int = 5000,
+              transfer_steps: int = 20) -> Check:
+    """Transfer (PGD-``transfer_steps`` on ``source``) and Square (``square_queries`` queries) must not beat the
+    white-box accuracy."""
     numbers = {"white_box": white_box}
     parts = []
     if source is not None:
-        numbers["transfer"] = transfer_accuracy(model, source, data, eps=eps, device=device, batch_size=batch_size)
-        parts.append(f"transfer from the {source_name} {numbers['transfer']:.1f} %")
+        numbers["transfer"] = transfer_accuracy(model, source, data, eps=eps, steps=transfer_steps, device=device,
+                                                batch_size=batch_size)
+        parts.append(f"transfer (PGD-{transfer_steps}) from the {source_name} {numbers['transfer']:.1f} %")
     if square:
-        aa = AutoAttack(eps, version="custom", attacks=["square"], seed=seed, batch_size=batch_size)
+        aa = SquareAttack(eps, square_queries, seed=seed, batch_size=batch_size)
         numbers["square"] = evaluate(model, data, {"square": aa}, batch_size=batch_size, device=device,
                                      progress=False).accuracies()["square"]
-        parts.append(f"Square {numbers['square']:.1f} %")
+        parts.append(f"Square ({square_queries} queries) {numbers['square']:.1f} %")
     black = [v for k, v in numbers.items() if k != "white_box"]
     ok = bool(min(black) >= white_box - tol) if black else None
     return Check(name, "black-box never beats white-box", ok,
@@ -123,6 +139,50 @@ def autoattack_flags(name: str, warnings: Sequence[str]) -> Check:
     """AutoAttack's own checks: pass when it raised no warning."""
     msgs = [w.split("See ")[0].strip() for w in warnings]
     return Check(name, "no AutoAttack warnings", not msgs, "; ".join(msgs) or "none", {"warnings": len(msgs)})
+
+
+def from_row(d: Mapping) -> Check:
+    """A :class:`Check` from its :meth:`Check.row` dict (e.g. read back from a results file)."""
+    return Check(d["defence"], d["check"], d["passed"], d["detail"], dict(d.get("numbers") or {}))
+
+
+# What a failed check means, in plain words (used by :func:`verdict`).
+MEANING = {
+    "accuracy → 0 as ε grows": "accuracy does not fall to zero at a budget where every image can be moved halfway to "
+                               "grey, so the attack's gradients do not lead to the adversarial examples that must "
+                               "exist there",
+    "more steps and restarts never help": "more attack steps or random restarts raised robust accuracy, so the "
+                                          "attack is not converging: its gradients are noisy or misleading",
+    "black-box never beats white-box": "an attack that never sees the model's gradients (transfer or Square) "
+                                       "beat the white-box attacks, so the model's own gradients mislead them",
+    "no AutoAttack warnings": "AutoAttack's own checks raised a warning",
+}
+
+
+def verdict(defence: str, checks: Sequence[Check]) -> str:
+    """One plain-language sentence (or a few) on the checks of ``defence``: which failed and what that means."""
+    mine = [c for c in checks if c.defence == defence]
+    if not mine:
+        return f"{defence}: not audited."
+    failed = [c for c in mine if c.passed is False]
+    run = [c for c in mine if c.passed is not None]
+    if not failed:
+        return (f"{defence} passes all {len(run)} checks: this evaluation shows none of the usual signs of gradient "
+                "masking (which rules out these failure modes, it does not prove robustness).")
+    why = "; ".join(f"{MEANING.get(c.check, c.check)} ({c.detail})" for c in failed)
+    return (f"{defence} FAILS {len(failed)} of {len(run)} checks: {why}. Its white-box robust accuracy may "
+            "overstate its robustness and should not be read as a robustness claim without an adaptive attack.")
+
+
+def verdicts(checks: Sequence[Check]) -> pd.DataFrame:
+    """One row per defence: number of checks run and failed, the failed checks, and the :func:`verdict`."""
+    rows = []
+    for d in dict.fromkeys(c.defence for c in checks):
+        mine = [c for c in checks if c.defence == d]
+        failed = [c.check for c in mine if c.passed is False]
+        rows.append({"defence": d, "checks run": sum(c.passed is not None for c in mine), "failed": len(failed),
+                     "failed checks": ", ".join(failed), "verdict": verdict(d, checks)})
+    return pd.DataFrame(rows).set_index("defence")
 
 
 def table(checks: Sequence[Check]) -> pd.DataFrame:
