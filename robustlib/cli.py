@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--data", default=None, help="data folder (default: $ROBUSTLIB_DATA or ./data)")
     rp.add_argument("--no-book", action="store_true", help="do not build the run's HTML book")
     rp.add_argument("--gpus", type=int, default=1, help="train on K GPUs with torchrun (default 1)")
+    rp.add_argument("--jobs", type=int, default=None,
+                    help="notebooks at a time (default: one per CPU core up to 4 for smoke on CPU, else 1)")
     rp.add_argument("--publish", metavar="RUN_DIR", default=None,
                     help="copy a completed quick/paper run into book/chapters and book/results")
 
@@ -60,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             only = [s for s in args.only.split(",") if s.strip()] if args.only else None
             m = r.reproduce(args.profile, only, args.out, args.force, args.seed, args.device, args.data,
-                            book=not args.no_book, gpus=args.gpus)
+                            book=not args.no_book, gpus=args.gpus, jobs=args.jobs)
             total = sum(e.get("wall_s", 0) for e in m["notebooks"].values())
-            print(f"[reproduce] done: {len(m['notebooks'])} notebooks, {total:.0f} s of notebook time; "
+            print(f"[reproduce] done: {len(m['notebooks'])} notebooks, {total:.0f} s of notebook time, "
+                  f"{m.get('batch_wall_s', 0):.0f} s for this batch ({m['jobs']} at a time); "
                   f"book: {m.get('book', 'not built')}")
             return 0
         if args.command == "bench":

@@ -12,13 +12,21 @@ everything under ``runs/P/`` (never a tracked file):
 A failing notebook stops the batch with the notebook's name and the failing cell. Rerunning skips notebooks that
 already completed for the same code version and profile (``--force`` reruns them).
 
+``--jobs J`` runs J notebooks at a time (the default on a machine without a GPU, in the smoke profile: one per CPU
+core up to 4, each kernel with its share of the cores; otherwise 1, since the notebooks of a GPU profile each want
+the whole GPU). A paper's notebooks always run in order, one after another (its chapter notebook gathers what its
+parts trained), different papers run side by side, and the papers in :data:`AFTER_ALL` (the comparison chapter,
+which reuses every paper's models) start only when every other paper has finished.
+
 ``python -m robustlib reproduce --publish runs/P`` copies a completed non-smoke run's executed notebooks into
 ``book/chapters/`` and its results into ``book/results/``, so that the committed book shows them.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
 import hashlib
+import multiprocessing
 import json
 import os
 import shutil
@@ -35,6 +43,7 @@ from .errors import ConfigError, RobustlibError, UnknownNameError
 from .utils import atomic_write_text, git_info, hardware_info, package_versions
 
 PENDING_TAG = "robustlib-pending"
+AFTER_ALL = ("comparison",)   # papers that reuse the other papers' trained models: they run after all the others
 
 
 class ReproduceError(RobustlibError):
@@ -66,19 +75,23 @@ def paper_key(name: str) -> str:
 
 
 def select(only: Sequence[str] | None, root: Path | None = None) -> list[Path]:
-    """The notebooks named in ``only`` (a notebook name, or a paper key for all of its notebooks)."""
+    """The notebooks named in ``only``: a paper key (``nuat``) for all of its notebooks, parts and chapter; a part
+    (``nuat__mnist``); or a file stem (``19_nuat``) for exactly that notebook."""
     nbs = notebooks(root)
     if not only:
         return nbs
     names = {chapter_name(p): p for p in nbs}
+    stems = {p.stem: p for p in nbs}
     papers = {paper_key(n) for n in names}
     wanted = set()
     for n in only:
         n = n.strip()
-        if n in names:
-            wanted.add(names[n])
-        elif n in papers:
+        if n in papers:
             wanted |= {p for k, p in names.items() if paper_key(k) == n}
+        elif n in names:
+            wanted.add(names[n])
+        elif n in stems:
+            wanted.add(stems[n])
         else:
             raise UnknownNameError("notebook", n, sorted(set(names) | papers))
     return [p for p in nbs if p in wanted]
@@ -114,14 +127,27 @@ def load_manifest(run: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def default_jobs(profile: str, device: str = "auto") -> int:
+    """Notebooks at a time when ``--jobs`` is not given: one per CPU core (at most 4) for the smoke profile on a
+    machine without a GPU, else 1."""
+    import torch
+    if profile != "smoke" or (device != "cpu" and torch.cuda.is_available()):
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: str | Path | None = None,
               force: bool = False, seed: int = 0, device: str = "auto", data_dir: str | Path | None = None,
-              book: bool = True, root: Path | None = None, log=print, gpus: int = 1) -> dict:
+              book: bool = True, root: Path | None = None, log=print, gpus: int = 1, jobs: int | None = None) -> dict:
     """Run the notebooks (see module docstring); returns the manifest.
 
     ``gpus`` = K > 1 runs every training of the notebooks on K processes through ``torchrun`` (one GPU each).
+    ``jobs`` = J runs J notebooks at a time (None: :func:`default_jobs`).
     """
     check_profile(profile)
+    jobs = default_jobs(profile, device) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     root = (root or repo_root()).resolve()
     run = Path(out or root / "runs" / profile).resolve()
     (run / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -132,50 +158,125 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
     manifest = load_manifest(run)
     if manifest.get("profile") not in (None, profile):
         raise ConfigError(f"{run} holds a {manifest['profile']!r} run; use another --out for profile {profile!r}")
-    manifest.update(profile=profile, seed=seed, gpus=gpus, data_dir=str(data), git=git_info(root), code_version=version,
-                    hardware=hardware_info(device), versions=package_versions(["papermill", "jupyter-book"]))
+    manifest.update(profile=profile, seed=seed, gpus=gpus, jobs=jobs, data_dir=str(data), git=git_info(root),
+                    code_version=version, hardware=hardware_info(device),
+                    versions=package_versions(["papermill", "jupyter-book"]))
     entries = manifest.setdefault("notebooks", {})
-    env_before = {k: os.environ.get(k) for k in ("ROBUSTLIB_PROGRESS", "ROBUSTLIB_DATA", "ROBUSTLIB_GPUS")}
-    os.environ["ROBUSTLIB_PROGRESS"] = "plain"
-    os.environ["ROBUSTLIB_DATA"] = str(data)
-    os.environ["ROBUSTLIB_GPUS"] = str(gpus)
-    try:
-        for nb in select(only, root):
-            name = chapter_name(nb)
-            entry = entries.get(name, {})
-            output = run / "notebooks" / nb.name
-            if (not force and entry.get("status") == "ok" and entry.get("code_version") == version
-                    and output.exists()):
-                log(f"[reproduce] {name}: already completed for code {version} ({entry['wall_s']:.0f} s), skipped")
-                continue
-            log(f"[reproduce] {name}: running {nb.name} with PROFILE={profile!r}")
-            t0 = time.time()
-            entry = {"notebook": nb.name, "output": str(output.relative_to(run)), "code_version": version,
-                     "profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            try:
-                _execute(nb, output, profile, seed, device, data, results, root)
-            except Exception as e:  # papermill's PapermillExecutionError, or a kernel failure
-                entry.update(status="failed", wall_s=round(time.time() - t0, 1), error=_describe(e))
-                entries[name] = entry
-                _write_manifest(run, manifest)
-                raise ReproduceError(f"notebook {nb.name} failed: {entry['error'].rstrip('.')}. The partly executed notebook "
-                                     f"is at {output}; the batch stopped there.") from None
+    todo = []
+    for nb in select(only, root):
+        name = chapter_name(nb)
+        entry = entries.get(name, {})
+        if (not force and entry.get("status") == "ok" and entry.get("code_version") == version
+                and (run / "notebooks" / nb.name).exists()):
+            log(f"[reproduce] {name}: already completed for code {version} ({entry['wall_s']:.0f} s), skipped")
+        else:
+            todo.append(nb)
+    env = {"ROBUSTLIB_PROGRESS": "plain", "ROBUSTLIB_DATA": str(data), "ROBUSTLIB_GPUS": str(gpus)}
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:    # each kernel gets its share of the cores
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    env_before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    args = (profile, seed, device, data, results, root, version)
+    failures: list[str] = []
+
+    def started(nb: Path) -> None:
+        log(f"[reproduce] {chapter_name(nb)}: running {nb.name} with PROFILE={profile!r}")
+
+    def finished(nb: Path, entry: dict) -> None:
+        name = chapter_name(nb)
+        if entry["status"] == "ok":
             res = results / f"{name}.json"
-            entry.update(status="ok", wall_s=round(time.time() - t0, 1),
-                         results=str(res.relative_to(run)) if res.exists() else None)
-            entries[name] = entry
-            _write_manifest(run, manifest)
+            entry["results"] = str(res.relative_to(run)) if res.exists() else None
             log(f"[reproduce] {name}: ok in {entry['wall_s']:.0f} s")
+        else:
+            failures.append(f"notebook {nb.name} failed: {entry['error'].rstrip('.')}. The partly executed "
+                            f"notebook is at {run / entry['output']}")
+        entries[name] = entry
+        _write_manifest(run, manifest)
+
+    t0 = time.time()
+    try:
+        if jobs == 1:
+            for nb in todo:
+                started(nb)
+                finished(nb, _run_notebook(nb, run, *args))
+                if failures:
+                    break
+        else:
+            _run_parallel(todo, jobs, run, args, started, finished, lambda: bool(failures))
     finally:
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        manifest["batch_wall_s"] = round(time.time() - t0, 1)
+        _write_manifest(run, manifest)
+    if failures:
+        raise ReproduceError("; ".join(failures) + "; the batch stopped there (completed notebooks are kept and "
+                             "skipped when you run it again).")
     if book:
         manifest["book"] = str(build_run_book(run, root, log=log).relative_to(run))
         _write_manifest(run, manifest)
     return manifest
+
+
+def _run_notebook(nb: Path, run: Path, profile: str, seed: int, device: str, data: Path, results: Path, root: Path,
+                  version: str) -> dict:
+    """Execute one notebook; returns its manifest entry (status ok or failed, never raises for a failing cell)."""
+    output = run / "notebooks" / nb.name
+    t0 = time.time()
+    entry = {"notebook": nb.name, "output": str(output.relative_to(run)), "code_version": version,
+             "profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        _execute(nb, output, profile, seed, device, data, results, root)
+        entry["status"] = "ok"
+    except Exception as e:  # papermill's PapermillExecutionError, or a kernel failure
+        entry.update(status="failed", error=_describe(e))
+    entry["wall_s"] = round(time.time() - t0, 1)
+    return entry
+
+
+def _chains(todo: Sequence[Path]) -> dict[str, list[Path]]:
+    """The notebooks to run, grouped by paper (in book order); each group runs in order."""
+    chains: dict[str, list[Path]] = {}
+    for nb in todo:
+        chains.setdefault(paper_key(chapter_name(nb)), []).append(nb)
+    return chains
+
+
+def _run_parallel(todo, jobs, run, args, started, finished, stop) -> None:
+    """Run ``todo`` on ``jobs`` worker processes: one notebook of a paper at a time, the papers of
+    :data:`AFTER_ALL` after every other paper; after a failure nothing new starts and the running ones finish."""
+    waiting = _chains(todo)
+    busy: dict[cf.Future, tuple[str, Path]] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        while waiting or busy:
+            running = {p for p, _ in busy.values()}
+            for paper in list(waiting):
+                if stop() or len(busy) >= jobs:
+                    break
+                others = [p for p in set(waiting) | running if p not in AFTER_ALL]
+                if paper in running or (paper in AFTER_ALL and others):
+                    continue
+                nb = waiting[paper].pop(0)
+                if not waiting[paper]:
+                    del waiting[paper]
+                started(nb)
+                busy[pool.submit(_run_notebook, nb, run, *args)] = (paper, nb)
+                running.add(paper)
+            if not busy:
+                break
+            done, _ = cf.wait(busy, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                _, nb = busy.pop(f)
+                try:
+                    entry = f.result()
+                except Exception as e:  # the worker process itself died (e.g. out of memory)
+                    entry = {"notebook": nb.name, "output": str(Path("notebooks") / nb.name), "code_version": args[-1],
+                             "profile": args[0], "status": "failed", "wall_s": 0.0, "error": _describe(e)}
+                finished(nb, entry)
 
 
 def _write_manifest(run: Path, manifest: dict) -> None:

@@ -111,14 +111,63 @@ def test_a_failing_notebook_stops_the_batch_naming_notebook_and_cell(tmp_path):
                    root / "notebooks" / "01_second.ipynb")
     with pytest.raises(reproduce.ReproduceError,
                        match=r"00_first\.ipynb failed: cell \d+ \(execution count 4\) raised ValueError: boom"):
-        reproduce.reproduce("smoke", out=tmp_path / "run", book=False, root=root, log=lambda s: None)
+        reproduce.reproduce("smoke", out=tmp_path / "run", book=False, root=root, log=lambda s: None, jobs=1)
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert m["notebooks"]["first"]["status"] == "failed" and "second" not in m["notebooks"]
+
+
+def _timed_notebook(path, seconds, fail=False):
+    """A notebook that logs its start and end time (and optionally fails) in OUT_DIR/log.txt."""
+    p = nbformat.v4.new_code_cell('PROFILE = "smoke"\nSEED = 0\nDEVICE = "auto"\nDATA_DIR = None\nOUT_DIR = None')
+    p.metadata["tags"] = ["parameters"]
+    body = (f"import pathlib, time\nlog = pathlib.Path(OUT_DIR) / 'log.txt'\n"
+            f"with open(log, 'a') as f: f.write('start {path.stem} %f\\n' % time.time())\n"
+            f"time.sleep({seconds})\n" + ("raise RuntimeError('planned failure')\n" if fail else "") +
+            f"with open(log, 'a') as f: f.write('end {path.stem} %f\\n' % time.time())")
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[p, nbformat.v4.new_code_cell(body)], metadata=meta), path)
+
+
+def test_parallel_batch_keeps_each_papers_order_runs_papers_side_by_side_and_comparison_last(tmp_path):
+    root = tmp_path / "repo"
+    nbs = root / "notebooks"
+    nbs.mkdir(parents=True)
+    _timed_notebook(nbs / "00_solo.ipynb", 4)
+    for stem in ("10_paper__one", "11_paper__two", "19_paper"):
+        _timed_notebook(nbs / f"{stem}.ipynb", 0.5)
+    _timed_notebook(nbs / "99_comparison.ipynb", 0.1)
+    run = tmp_path / "run"
+    m = reproduce.reproduce("smoke", out=run, book=False, root=root, log=lambda s: None, jobs=2)
+    assert m["jobs"] == 2 and all(e["status"] == "ok" for e in m["notebooks"].values()) and len(m["notebooks"]) == 5
+    t = {}
+    for line in (run / "results" / "log.txt").read_text().split("\n"):
+        if line:
+            kind, stem, when = line.split()
+            t[(kind, stem)] = float(when)
+    assert t["end", "10_paper__one"] <= t["start", "11_paper__two"] and t["end", "11_paper__two"] <= t["start", "19_paper"]
+    assert t["start", "10_paper__one"] < t["end", "00_solo"]          # two papers ran at the same time
+    assert t["start", "99_comparison"] >= max(v for (k, s), v in t.items() if k == "end" and s != "99_comparison")
+
+    # a failure stops its paper's later notebooks and everything not yet started; the running ones finish
+    _timed_notebook(nbs / "10_paper__one.ipynb", 0.1, fail=True)
+    with pytest.raises(reproduce.ReproduceError, match=r"10_paper__one\.ipynb failed: .*RuntimeError: planned failure"):
+        reproduce.reproduce("smoke", out=tmp_path / "run2", book=False, root=root, log=lambda s: None, jobs=2,
+                            force=True)
+    m2 = json.loads((tmp_path / "run2" / "manifest.json").read_text())["notebooks"]
+    assert m2["paper__one"]["status"] == "failed" and m2["solo"]["status"] == "ok"
+    assert not {"paper__two", "paper", "comparison"} & set(m2)
 
 
 def test_publish_refuses_smoke_runs(smoke_run):
     with pytest.raises(reproduce.ReproduceError, match="smoke run"):
         reproduce.publish(smoke_run["dir"], root=ROOT)
+
+
+def test_a_paper_key_selects_its_parts_and_chapter_and_a_stem_selects_one_notebook():
+    nuat = [p.name for p in reproduce.select(["nuat"], ROOT)]
+    assert nuat[-1] == "19_nuat.ipynb" and "15_nuat__mnist.ipynb" in nuat and len(nuat) >= 7
+    assert [p.name for p in reproduce.select(["19_nuat"], ROOT)] == ["19_nuat.ipynb"]
+    assert [p.name for p in reproduce.select(["nuat__mnist"], ROOT)] == ["15_nuat__mnist.ipynb"]
 
 
 def test_unknown_notebook_and_profile_names():
