@@ -99,19 +99,6 @@ def transfer_accuracy(model: nn.Module, source: nn.Module, data: ArrayDataset, *
     return 100.0 * ok / max(n, 1)
 
 
-class SquareAttack(AutoAttack):
-    """The Square attack alone (AutoAttack's implementation, one restart) with ``queries`` queries per image."""
-
-    def __init__(self, eps: float, queries: int = 5000, **kw):
-        super().__init__(eps, version="custom", attacks=["square"], **kw)
-        self.queries = int(queries)
-
-    def _adversary(self, model, device):
-        aa = super()._adversary(model, device)
-        aa.square.n_queries = self.queries
-        return aa
-
-
 def black_box(name: str, model: nn.Module, data: ArrayDataset, white_box: float, *, source: nn.Module | None,
               source_name: str = "undefended model", eps: float = 8 / 255, square: bool = True, tol: float = 1.0,
               device="auto", batch_size: int = 500, seed: int = 0, square_queries: int = 5000,
@@ -125,7 +112,8 @@ def black_box(name: str, model: nn.Module, data: ArrayDataset, white_box: float,
                                                 batch_size=batch_size)
         parts.append(f"transfer (PGD-{transfer_steps}) from the {source_name} {numbers['transfer']:.1f} %")
     if square:
-        aa = SquareAttack(eps, square_queries, seed=seed, batch_size=batch_size)
+        aa = AutoAttack(eps, version="custom", attacks=["square"], square_queries=square_queries, seed=seed,
+                        batch_size=batch_size)
         numbers["square"] = evaluate(model, data, {"square": aa}, batch_size=batch_size, device=device,
                                      progress=False).accuracies()["square"]
         parts.append(f"Square ({square_queries} queries) {numbers['square']:.1f} %")

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 
 from robustlib import audit, results
+from robustlib.attacks import AutoAttack
+from robustlib.errors import ConfigError
 from robustlib.chapters import comparison as ch
 from robustlib.methods.advprop import bn_route, dual_batchnorms, dualize
 from robustlib.stats import accuracy_ci
@@ -131,13 +133,16 @@ class _Probabilities(nn.Module):
 
 def test_autoattack_warnings_are_collected_over_batches_and_fail_the_check(standard_model, synthetic):
     data = synthetic[1].head(40)
-    aa = ch.CheckedAutoAttack(8 / 255, version="custom", attacks=["apgd-ce"], apgd_budget=(1, 1), batch_size=20)
+    aa = AutoAttack(8 / 255, version="custom", attacks=["apgd-ce"], apgd_budget=(1, 1), batch_size=20)
     from robustlib.evaluation import evaluate
     evaluate(_Probabilities(standard_model).eval(), data, {"aa": aa}, batch_size=20, device="cpu", progress=False)
-    assert any("probability distribution" in w for w in aa.collected)
-    assert audit.autoattack_flags("probs", aa.collected).passed is False
-    sq = audit.SquareAttack(8 / 255, queries=7)
+    assert any("probability distribution" in w for w in aa.warnings)
+    assert len(aa.warnings) == len(set(aa.warnings))                 # two batches, each warning kept once
+    assert audit.autoattack_flags("probs", aa.warnings).passed is False
+    sq = AutoAttack(8 / 255, version="custom", attacks=["square"], square_queries=7)
     assert sq._adversary(standard_model, torch.device("cpu")).square.n_queries == 7
+    with pytest.raises(ConfigError, match="standard version keeps its budgets"):
+        AutoAttack(8 / 255, square_queries=7)
 
 
 def test_bn_routed_model_runs_every_dual_bn_on_its_route():

@@ -35,17 +35,19 @@ class AutoAttack(Attack):
 
     def __init__(self, eps: float, *, norm: str = "linf", version: str = "standard",
                  attacks: Sequence[str] | None = None, seed: int = 0, batch_size: int = 500,
-                 apgd_budget: tuple[int, int] | None = None, name: str | None = None):
+                 apgd_budget: tuple[int, int] | None = None, square_queries: int | None = None,
+                 name: str | None = None):
         super().__init__(eps, norm, "eval")
         if version not in VERSIONS:
             raise ConfigError(f"unknown AutoAttack version {version!r}; valid: {', '.join(VERSIONS)}")
         if attacks is not None and version != "custom":
             raise ConfigError("a list of attacks needs version='custom'")
-        if apgd_budget is not None and version != "custom":
-            raise ConfigError("apgd_budget cuts a custom AutoAttack run; the standard version keeps its budgets")
+        if (apgd_budget is not None or square_queries is not None) and version != "custom":
+            raise ConfigError("apgd_budget and square_queries cut a custom AutoAttack run; the standard version keeps "
+                              "its budgets")
         self.version, self.attacks, self.seed, self.batch_size = version, attacks, seed, batch_size
-        self.apgd_budget = apgd_budget
-        self.warnings: list[str] = []
+        self.apgd_budget, self.square_queries = apgd_budget, square_queries
+        self.warnings: list[str] = []   # every distinct warning AutoAttack logged, over all batches so far
         if name:
             self.name = name
 
@@ -60,6 +62,8 @@ class AutoAttack(Attack):
         aa.verbose = False
         if self.apgd_budget is not None:  # (iterations, restarts) of APGD-CE/DLR; smoke profiles only
             aa.apgd.n_iter, aa.apgd.n_restarts = self.apgd_budget
+        if self.square_queries is not None:
+            aa.square.n_queries = int(self.square_queries)
         return aa
 
     def _perturb(self, model, x, y):
@@ -71,7 +75,7 @@ class AutoAttack(Attack):
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
         finally:
             logger.removeHandler(handler)
-        self.warnings = handler.records
+        self.warnings += [w for w in handler.records if w not in self.warnings]
         return x_adv
 
     def robust_flags(self, model, x, y):

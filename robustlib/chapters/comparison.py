@@ -496,30 +496,6 @@ def load(cfg: Config, method: str, offset: int = 0, progress: bool = True) -> Lo
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
-class CheckedAutoAttack(AutoAttack):
-    """AutoAttack that keeps every warning of every batch (for the checklist) and whose APGD (iterations, restarts)
-    and Square (queries) budgets can be cut for the smoke profile (``None``: AutoAttack's own)."""
-
-    def __init__(self, eps: float, *, apgd_budget: tuple[int, int] | None = None, square_queries: int | None = None,
-                 **kw):
-        super().__init__(eps, **kw)
-        self.apgd_budget, self.square_queries = apgd_budget, square_queries
-        self.collected: list[str] = []
-
-    def _adversary(self, model, device):
-        aa = super()._adversary(model, device)
-        if self.apgd_budget is not None:
-            aa.apgd.n_iter, aa.apgd.n_restarts = self.apgd_budget
-        if self.square_queries is not None:
-            aa.square.n_queries = self.square_queries
-        return aa
-
-    def _perturb(self, model, x, y):
-        out = super()._perturb(model, x, y)
-        self.collected += [w for w in self.warnings if w not in self.collected]
-        return out
-
-
 def suite(cfg: Config, batch_size: int | None = None) -> dict:
     """The one attack suite: PGD-20/100 (snapshots of one run, step 2/255, one uniform start), GAMA-PGD-100 (one
     restart) and AutoAttack (``standard`` in quick/paper), all at ε = 8/255."""
@@ -529,9 +505,9 @@ def suite(cfg: Config, batch_size: int | None = None) -> dict:
                                                     drops=(int(0.6 * g), int(0.85 * g)))
     return {"pgd": PGD(EPS, 2 / 255, steps, start="uniform", record=cfg.pgd_record),
             "gama100": gama,
-            "aa": CheckedAutoAttack(EPS, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
-                                    batch_size=batch_size or cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget,
-                                    square_queries=cfg.aa_square_queries)}
+            "aa": AutoAttack(EPS, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
+                             batch_size=batch_size or cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget,
+                             square_queries=cfg.aa_square_queries)}
 
 
 def transfer_source(method: str) -> str:
@@ -603,7 +579,7 @@ def evaluate_task(cfg: Config, task: Task, log: Callable[[str], None] = print, p
                    desc=f"{task.method} seed {cfg.seed_of(task.offset)}")
     acc = res.accuracies()
     metrics = {k: float(acc[k]) for k in METRICS}
-    warnings = list(atk["aa"].collected)
+    warnings = list(atk["aa"].warnings)
     rec = {"task": task.key, "method": task.method, "offset": task.offset, "seed": cfg.seed_of(task.offset),
            "kind": task.kind, "eval_fingerprint": cfg.eval_fingerprint, "checkpoint": _stat(loaded.checkpoint),
            "n": res.n, "eval_batch": loaded.eval_batch, "metrics": metrics, "aa_warnings": warnings,

@@ -42,6 +42,7 @@ measured wall-clock time of double backprop exceeds the FD's although its N is l
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -96,7 +97,7 @@ def fd_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, h: float, nor
     check_norm(norm)
     if not h > 0:
         raise ConfigError(f"the finite-difference step h must be > 0, got {h}")
-    ctx = fp32_strict() if strict else _null()
+    ctx = fp32_strict() if strict else contextlib.nullcontext()
     with ctx:
         xi = x.detach().requires_grad_(True)
         logits = model(xi)
@@ -122,7 +123,7 @@ def exact_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str 
     ``create_graph=True`` so that the penalty is differentiable with respect to the parameters.
     """
     check_norm(norm)
-    ctx = fp32_strict() if strict else _null()
+    ctx = fp32_strict() if strict else contextlib.nullcontext()
     with ctx:
         xi = x.detach().requires_grad_(True)
         logits = model(xi)
@@ -130,14 +131,6 @@ def exact_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str 
         g, = torch.autograd.grad(ce.sum(), xi, create_graph=True)
         pen = dual_norm_sq(g, norm)
     return ce, pen, logits
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _StrictFP32(Method):
