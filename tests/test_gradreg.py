@@ -396,3 +396,10 @@ def test_imagenet_command_functions_run_on_a_tiny_image_folder(tmp_path):
                                budget=AttackBudget("linf", eps_max=8 / 255, pgd_steps=1, bisect_steps=1,
                                                    fab_iter=1, batch_size=2))
     assert out["n"] == 2 and 0 <= out["top1_err"] <= 100 and 0 <= out["err_8"] <= 100
+
+
+def test_architecture_facts_show_the_logit_relu_and_the_paper_size():
+    from robustlib.chapters import gradreg as ch
+    facts = ch.architecture_facts()
+    assert facts["min_logit_random_images"] >= 0.0
+    assert facts["parameters_M"] == pytest.approx(3.9, abs=0.1)   # the paper notes: ≈ 3.9 M parameters

@@ -615,6 +615,31 @@ def runs_table(rep: Report, table: str) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------------ figures
 
 
+def architecture_facts(seed: int = 0) -> dict:
+    """The full ResNeXt34-2x32's parameter count and the smallest logit of a fresh model on random images (≥ 0: the
+    ReLU on the logits, one of the authors' quirks)."""
+    from ..models import num_parameters
+    g = torch.Generator().manual_seed(seed)
+    full = build_model("resnext34_2x32").eval()
+    with torch.no_grad():
+        low = float(full(torch.rand(8, 3, 32, 32, generator=g)).min())
+    return {"parameters_M": num_parameters(full) / 1e6, "min_logit_random_images": low}
+
+
+def plot_smooth_relu():
+    """ReLU beside the C² smooth ReLU of the curvature bound (they differ only on |x| < ½, shaded)."""
+    import matplotlib.pyplot as plt
+    from ..models.resnext import smooth_relu
+    t = torch.linspace(-1.5, 1.5, 301)
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(t, torch.relu(t), label="ReLU")
+    ax.plot(t, smooth_relu(t), label="smooth ReLU")
+    ax.axvspan(-0.5, 0.5, color="gray", alpha=0.15)
+    ax.legend()
+    ax.set_title("The C² smooth ReLU of the curvature bound")
+    return fig
+
+
 def plot_distance_curves(cfg: Config, evals: dict[str, Evaluation]):
     """Percent misclassified against ℓ∞ (squared-ℓ1 models) and ℓ2 distance (squared-ℓ2 models), one curve per
     model, with the paper's ℓ∞ errors at 2/255 and 8/255 as crosses."""
