@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -176,7 +177,7 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     env_before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    args = (profile, seed, device, data, results, root, version)
+    job = _Job(profile, seed, device, data, results, version)
     failures: list[str] = []
 
     def started(nb: Path) -> None:
@@ -199,11 +200,11 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
         if jobs == 1:
             for nb in todo:
                 started(nb)
-                finished(nb, _run_notebook(nb, run, *args))
+                finished(nb, _run_notebook(nb, run, job))
                 if failures:
                     break
         else:
-            _run_parallel(todo, jobs, run, args, started, finished, lambda: bool(failures))
+            _run_parallel(todo, jobs, run, job, started, finished, lambda: bool(failures))
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -221,15 +222,30 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
     return manifest
 
 
-def _run_notebook(nb: Path, run: Path, profile: str, seed: int, device: str, data: Path, results: Path, root: Path,
-                  version: str) -> dict:
+@dataclass(frozen=True)
+class _Job:
+    """What every notebook of one batch is run with (picklable, for the worker processes)."""
+
+    profile: str
+    seed: int
+    device: str
+    data: Path
+    results: Path
+    version: str
+
+
+def _entry(nb: Path, job: _Job) -> dict:
+    """A notebook's manifest entry before it runs."""
+    return {"notebook": nb.name, "output": str(Path("notebooks") / nb.name), "code_version": job.version,
+            "profile": job.profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _run_notebook(nb: Path, run: Path, job: _Job) -> dict:
     """Execute one notebook; returns its manifest entry (status ok or failed, never raises for a failing cell)."""
-    output = run / "notebooks" / nb.name
     t0 = time.time()
-    entry = {"notebook": nb.name, "output": str(output.relative_to(run)), "code_version": version,
-             "profile": profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    entry = _entry(nb, job)
     try:
-        _execute(nb, output, profile, seed, device, data, results, root)
+        _execute(nb, run / entry["output"], job)
         entry["status"] = "ok"
     except Exception as e:  # papermill's PapermillExecutionError, or a kernel failure
         entry.update(status="failed", error=_describe(e))
@@ -245,7 +261,7 @@ def _chains(todo: Sequence[Path]) -> dict[str, list[Path]]:
     return chains
 
 
-def _run_parallel(todo, jobs, run, args, started, finished, stop) -> None:
+def _run_parallel(todo, jobs, run, job, started, finished, stop) -> None:
     """Run ``todo`` on ``jobs`` worker processes: one notebook of a paper at a time, the papers of
     :data:`AFTER_ALL` after every other paper; after a failure nothing new starts and the running ones finish."""
     waiting = _chains(todo)
@@ -264,7 +280,7 @@ def _run_parallel(todo, jobs, run, args, started, finished, stop) -> None:
                 if not waiting[paper]:
                     del waiting[paper]
                 started(nb)
-                busy[pool.submit(_run_notebook, nb, run, *args)] = (paper, nb)
+                busy[pool.submit(_run_notebook, nb, run, job)] = (paper, nb)
                 running.add(paper)
             if not busy:
                 break
@@ -274,8 +290,7 @@ def _run_parallel(todo, jobs, run, args, started, finished, stop) -> None:
                 try:
                     entry = f.result()
                 except Exception as e:  # the worker process itself died (e.g. out of memory)
-                    entry = {"notebook": nb.name, "output": str(Path("notebooks") / nb.name), "code_version": args[-1],
-                             "profile": args[0], "status": "failed", "wall_s": 0.0, "error": _describe(e)}
+                    entry = {**_entry(nb, job), "status": "failed", "wall_s": 0.0, "error": _describe(e)}
                 finished(nb, entry)
 
 
@@ -283,14 +298,14 @@ def _write_manifest(run: Path, manifest: dict) -> None:
     atomic_write_text(json.dumps(manifest, indent=2, default=str), _manifest_path(run))
 
 
-def _execute(nb: Path, output: Path, profile: str, seed: int, device: str, data: Path, results: Path,
-             root: Path) -> None:
+def _execute(nb: Path, output: Path, job: _Job) -> None:
     import papermill as pm
-    params = {"PROFILE": profile, "SEED": seed, "DEVICE": device, "DATA_DIR": str(data), "OUT_DIR": str(results)}
+    params = {"PROFILE": job.profile, "SEED": job.seed, "DEVICE": job.device, "DATA_DIR": str(job.data),
+              "OUT_DIR": str(job.results)}
     pm.execute_notebook(str(nb), str(output), parameters=params, cwd=str(nb.parent), kernel_name="python3",
                         progress_bar=False, log_output=False, report_mode=False)
     out = nbformat.read(output, as_version=4)
-    out.metadata.setdefault("robustlib", {}).update(profile=profile, seed=seed, code_version=code_version(root))
+    out.metadata.setdefault("robustlib", {}).update(profile=job.profile, seed=job.seed, code_version=job.version)
     nbformat.write(out, output)
 
 

@@ -85,6 +85,18 @@ def dual_norm_sq(g: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().sum(1).pow(2) / flat.shape[1]
 
 
+def _precision(strict: bool):
+    """fp32 without TF32 or autocast when ``strict`` (see :func:`robustlib.utils.fp32_strict`), else as is."""
+    return fp32_strict() if strict else contextlib.nullcontext()
+
+
+def _ce_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """(x as a leaf that requires grad, the logits there, the per-sample cross-entropy) — both penalties start here."""
+    xi = x.detach().requires_grad_(True)
+    logits = model(xi)
+    return xi, logits, F.cross_entropy(logits, y, reduction="none")
+
+
 def fd_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, h: float, norm: str = "l2", order: int = 1,
                strict: bool = True):
     """Cross-entropy and the finite-difference estimate of the squared dual gradient norm.
@@ -97,22 +109,19 @@ def fd_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, h: float, nor
     check_norm(norm)
     if not h > 0:
         raise ConfigError(f"the finite-difference step h must be > 0, got {h}")
-    ctx = fp32_strict() if strict else contextlib.nullcontext()
-    with ctx:
-        xi = x.detach().requires_grad_(True)
-        logits = model(xi)
-        ce = F.cross_entropy(logits, y, reduction="none")
+    if order not in (1, 2):
+        raise ConfigError(f"finite-difference order must be 1 or 2, got {order}")
+    with _precision(strict):
+        xi, logits, ce = _ce_at(model, x, y)
         g, = torch.autograd.grad(ce.mean(), xi, retain_graph=True)
         d = fd_direction(g, norm)
         xd = x.detach()
         lf = F.cross_entropy(model(xd + h * d), y, reduction="none")
         if order == 1:
             D = (lf - ce) / h
-        elif order == 2:
+        else:
             lb = F.cross_entropy(model(xd - h * d), y, reduction="none")
             D = (lf - lb) / (2 * h)
-        else:
-            raise ConfigError(f"finite-difference order must be 1 or 2, got {order}")
     return ce, D, logits
 
 
@@ -123,11 +132,8 @@ def exact_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str 
     ``create_graph=True`` so that the penalty is differentiable with respect to the parameters.
     """
     check_norm(norm)
-    ctx = fp32_strict() if strict else contextlib.nullcontext()
-    with ctx:
-        xi = x.detach().requires_grad_(True)
-        logits = model(xi)
-        ce = F.cross_entropy(logits, y, reduction="none")
+    with _precision(strict):
+        xi, logits, ce = _ce_at(model, x, y)
         g, = torch.autograd.grad(ce.sum(), xi, create_graph=True)
         pen = dual_norm_sq(g, norm)
     return ce, pen, logits
