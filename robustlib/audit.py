@@ -73,7 +73,7 @@ def steps_and_restarts(name: str, model: nn.Module, data: ArrayDataset, *, eps: 
                                  "restarts": PGD(eps, 2 / 255, longest, restarts=restarts)},
                    batch_size=batch_size, device=device, progress=False).accuracies()
     accs = [res[f"pgd{s}"] for s in steps]
-    rise_steps = max(b - a for a, b in zip(accs, accs[1:]))
+    rise_steps = max((b - a for a, b in zip(accs, accs[1:])), default=0.0)
     rise_restarts = res["restarts"] - res[f"pgd{longest}"]
     ok = bool(rise_steps <= tol and rise_restarts <= tol)
     detail = (", ".join(f"PGD-{s} {a:.1f} %" for s, a in zip(steps, accs))

@@ -68,8 +68,8 @@ def evaluate(model: nn.Module, data: ArrayDataset | tuple[torch.Tensor, torch.Te
              desc: str = "evaluate") -> EvalResult:
     """Evaluate ``model`` on the first ``n`` images of ``data`` under ``attacks``.
 
-    ``attacks`` maps a metric key to an attack (an attack with several keys, such as PGD with snapshots, contributes
-    all of them). Asking for more images than ``data`` holds raises
+    ``attacks`` maps a metric key to an attack. An attack that returns its default key (``atk.name``) is stored under
+    the mapping key; an attack with explicit keys (PGD's ``record`` snapshots, even a single one) keeps them. Asking for more images than ``data`` holds raises
     :class:`~robustlib.errors.NotEnoughDataError`.
     """
     dev = resolve_device(device)
@@ -100,8 +100,8 @@ def evaluate(model: nn.Module, data: ArrayDataset | tuple[torch.Tensor, torch.Te
             t0 = time.perf_counter()
             flags = atk.robust_flags(model, xb, yb)
             dt = _elapsed(t0, dev)
-            if len(flags) == 1:
-                flags = {key: next(iter(flags.values()))}
+            if tuple(flags) == (atk.name,):  # an attack's default key takes its mapping key; explicit keys stay
+                flags = {key: flags[atk.name]}
             for k, f in flags.items():
                 cols.setdefault(k, []).append(f.cpu())
                 seconds[k] = seconds.get(k, 0.0) + dt / len(flags)

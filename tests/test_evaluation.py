@@ -57,3 +57,20 @@ def test_evaluate_accepts_float_tensors_without_quantising(standard_model):
     res = rl.evaluate(standard_model, (x, y), device="cpu", progress=False)
     pred = standard_model(x).argmax(1)
     assert res.flags["clean"].tolist() == (pred == 0).tolist()
+
+
+def test_single_recorded_snapshot_keeps_its_key(standard_model, synthetic):
+    """PGD(record={"pgd100": ...}) alone used to come back renamed to its mapping key ("pgd"), which left the WRN
+    table's PGD-100 column empty and made the steps audit raise KeyError for one step count."""
+    te = synthetic[1]
+    res = rl.evaluate(standard_model, te, {"pgd": rl.PGD(8 / 255, 2 / 255, 3, record={"pgd3": 3}),
+                                           "fgsm": rl.FGSM(8 / 255)},
+                      n=64, batch_size=64, device="cpu", progress=False)
+    assert list(res.flags.columns) == ["clean", "pgd3", "fgsm", "worst"]
+
+
+def test_steps_audit_with_one_step_count(standard_model, synthetic):
+    from robustlib import audit
+    check = audit.steps_and_restarts("m", standard_model, synthetic[1].head(32), steps=(3,), restarts=2,
+                                     device="cpu", batch_size=32)
+    assert set(check.numbers) == {"pgd3", "restarts"}
