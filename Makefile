@@ -11,11 +11,12 @@ ROBUSTLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CU
 export ROBUSTLIB_DATA
 PROFILE ?= smoke
 
-.PHONY: install test test-unit test-notebooks reproduce book browser clean help
+.PHONY: install test test-fast reproduce book browser clean help
 
 help:
 	@echo "make reproduce   create .venv, install, run every notebook (PROFILE=$(PROFILE)) and build its book under runs/"
-	@echo "make test        create .venv if missing, install, run the whole test suite"
+	@echo "make test        create .venv if missing, install, run the whole test suite (what CI runs)"
+	@echo "make test-fast   unit tests only (no notebook batch, book or browser): the inner loop"
 	@echo "make book        build the published book into _build/html"
 
 $(STAMP): pyproject.toml
@@ -39,6 +40,10 @@ test: install browser
 	rm -rf $(TEST_CACHE)
 	ROBUSTLIB_CHECKPOINTS=$(TEST_CACHE) $(PY) -m pytest tests
 	ROBUSTLIB_CHECKPOINTS=$(TEST_CACHE) ROBUSTLIB_PROGRESS=0 $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+# The inner loop: unit tests only (the notebook batch, the books and the browser are marked slow).
+test-fast: install
+	ROBUSTLIB_PROGRESS=0 $(PY) -m pytest -m "not slow" -q tests
 
 reproduce: install
 	$(PY) -m robustlib reproduce --profile $(PROFILE)

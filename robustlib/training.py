@@ -156,6 +156,21 @@ class _Compiled(nn.Module):
         return self._fn(*args, **kwargs)
 
 
+def run_fingerprint(model: nn.Module | str, method: Method, train_data: ArrayDataset, config: TrainConfig,
+                    selector: Selector | None = None, shards: int | None = None, extra: dict | None = None) -> str:
+    """What decides a run's trained weights, hashed: model (its ``repr``), method and its hyperparameters, training
+    data, optimisation config and the selection split. The Trainer refuses to resume a checkpoint with another
+    fingerprint, and :mod:`robustlib.experiment` names checkpoint folders by it."""
+    shards = config.data_shards if shards is None else shards
+    return fingerprint({
+        "config": {**config.fingerprint_fields(), "data_shards": shards}, "method": type(method).__name__,
+        "hp": method.hyperparameters(),
+        "model": model if isinstance(model, str) else repr(model),
+        "data": [train_data.name, len(train_data), int(train_data.y.sum())],
+        "selector": None if selector is None else [len(selector.data), repr(selector.attack), selector.metric],
+        "extra": extra or {}})
+
+
 def cost_networks(model: nn.Module) -> dict[str, nn.Module]:
     """The networks whose passes the cost meter counts: ``model.cost_networks()`` if defined, else the model."""
     fn = getattr(model, "cost_networks", None)
@@ -215,12 +230,8 @@ class Trainer:
         self.epoch = 0                      # epochs completed
         self.global_step = 0
         self.method.setup(self)
-        self.fingerprint = fingerprint({
-            "config": {**config.fingerprint_fields(), "data_shards": shards}, "method": type(method).__name__,
-            "hp": method.hyperparameters(),
-            "model": model_repr, "data": [train_data.name, len(train_data), int(train_data.y.sum())],
-            "selector": None if selector is None else [len(selector.data), repr(selector.attack), selector.metric],
-            "extra": extra_fingerprint or {}})
+        self.fingerprint = run_fingerprint(model_repr, method, train_data, config, selector, shards,
+                                           extra_fingerprint)
         if self.out_dir is not None and (self.out_dir / "last.pt").exists():
             self._resume()
 

@@ -9,6 +9,8 @@ import pytest
 
 from robustlib import reproduce
 
+pytestmark = pytest.mark.slow  # builds books / drives Chromium: `make test` runs it, `make test-fast` not
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

@@ -69,6 +69,7 @@ def test_published_chapters_are_in_sync_or_from_a_real_run():
             assert meta.get("profile") in ("quick", "paper"), f"{dst.name} was published from a {meta} run"
 
 
+@pytest.mark.slow
 def test_every_notebook_runs_in_the_smoke_profile_and_writes_valid_results(smoke_run):
     run, manifest = smoke_run["dir"], smoke_run["manifest"]
     assert manifest["profile"] == "smoke" and manifest["git"]["commit"]
@@ -86,6 +87,7 @@ def test_every_notebook_runs_in_the_smoke_profile_and_writes_valid_results(smoke
     assert on_disk["notebooks"].keys() == manifest["notebooks"].keys()
 
 
+@pytest.mark.slow
 def test_rerun_skips_completed_notebooks_and_changes_no_tracked_file(smoke_run):
     before = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                             capture_output=True, text=True).stdout
@@ -97,6 +99,7 @@ def test_rerun_skips_completed_notebooks_and_changes_no_tracked_file(smoke_run):
     assert before == after
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_batch_naming_notebook_and_cell(tmp_path):
     root = tmp_path / "repo"
     (root / "notebooks").mkdir(parents=True)
@@ -128,6 +131,7 @@ def _timed_notebook(path, seconds, fail=False):
     nbformat.write(nbformat.v4.new_notebook(cells=[p, nbformat.v4.new_code_cell(body)], metadata=meta), path)
 
 
+@pytest.mark.slow
 def test_parallel_batch_keeps_each_papers_order_runs_papers_side_by_side_and_comparison_last(tmp_path):
     root = tmp_path / "repo"
     nbs = root / "notebooks"
@@ -158,6 +162,7 @@ def test_parallel_batch_keeps_each_papers_order_runs_papers_side_by_side_and_com
     assert not {"paper__two", "paper", "comparison"} & set(m2)
 
 
+@pytest.mark.slow
 def test_publish_refuses_smoke_runs(smoke_run):
     with pytest.raises(reproduce.ReproduceError, match="smoke run"):
         reproduce.publish(smoke_run["dir"], root=ROOT)

@@ -37,6 +37,7 @@ def test_sharded_batches_cover_each_shard_once_per_epoch(small):
         assert torch.equal(xr, xw[16:]) and torch.equal(yr, yw[16:])  # rank 1 trains on the second half
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_matches_the_single_process_run(small, tmp_path):
     """Gradient averaging, global-batch BatchNorm, sharded data and weight averages together. Compared over a few
     steps: later, two runs that differ only in float summation order drift apart (tiny networks on 16×16 images
@@ -65,6 +66,7 @@ def test_two_process_gloo_run_matches_the_single_process_run(small, tmp_path):
 
 
 @pytest.mark.parametrize("method", [Standard(), PGDAT(8 / 255, 2 / 255, 2)], ids=["standard", "pgd_at"])
+@pytest.mark.slow
 def test_compiled_path_gives_the_eager_losses(small, method):
     torch.manual_seed(0)
     init = tiny_resnet()
