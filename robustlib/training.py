@@ -1,8 +1,11 @@
 """One Trainer for every method.
 
-The Trainer owns the loop: GPU-resident batches, SGD with a schedule set every iteration, weight averages (EMA over
-parameters and BN buffers), bf16 autocast + channels_last on GPU (fp32 on CPU), the cost meter, per-epoch
-checkpoint selection on a hold-out split, tqdm progress, and checkpoints.
+The Trainer owns the loop: device-resident batches, SGD with a schedule set every iteration, weight averages (EMA
+over parameters and BN buffers), bf16 autocast + channels_last on GPUs and on CPUs that compute bf16 natively (fp32
+on other CPUs; :func:`robustlib.utils.cpu_bf16_native`), the cost meter, per-epoch checkpoint selection on a hold-out
+split, tqdm progress, and checkpoints. The resolved precision and memory format are recorded in every epoch's
+history and in the result. Attacks' perturbation arithmetic (sign steps, projections) stays in fp32: only network
+passes run under autocast.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the same Trainer runs data-parallel: see :mod:`robustlib.distributed` for how
 a K-process run maps onto a single-process one (``TrainConfig(data_shards=K)`` reproduces it on one device).
@@ -38,7 +41,8 @@ from .ema import EMA
 from .errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
 from .methods.base import Method, Step
 from .schedules import Schedule, build_schedule
-from .utils import atomic_save, fingerprint, load_checkpoint, progress, resolve_device, seed_everything
+from .utils import (atomic_save, cpu_bf16_native, fingerprint, load_checkpoint, progress, resolve_device,
+                    seed_everything)
 
 CHECKPOINT_FORMAT = 1
 AMP_CHOICES = ("auto", "bf16", "off")
@@ -58,8 +62,8 @@ class TrainConfig:
     ema: tuple[float, ...] = ()             # EMA decays τ (e.g. (0.9998,))
     augment: Augment | None = field(default_factory=Augment)
     seed: int = 0
-    amp: str = "auto"                       # "auto": bf16 on CUDA, fp32 on CPU
-    channels_last: bool | None = None       # None: on CUDA only
+    amp: str = "auto"                       # "auto": bf16 on CUDA and on CPUs with native bf16, else fp32
+    channels_last: bool | None = None       # None: with bf16 autocast (CUDA, native-bf16 CPUs)
     max_batches: int | None = None          # cap batches per epoch (smoke runs)
     nan_check_every: int = 50               # host sync cadence for the NaN check and the progress bar
     grad_clip: float | None = None
@@ -156,6 +160,10 @@ class _Compiled(nn.Module):
         return self._fn(*args, **kwargs)
 
 
+def _fast_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_native())
+
+
 def run_fingerprint(model: nn.Module | str, method: Method, train_data: ArrayDataset, config: TrainConfig,
                     selector: Selector | None = None, shards: int | None = None, extra: dict | None = None) -> str:
     """What decides a run's trained weights, hashed: model (its ``repr``), method and its hyperparameters, training
@@ -240,14 +248,19 @@ class Trainer:
     @property
     def amp_dtype(self) -> torch.dtype | None:
         amp = self.config.amp
-        if amp == "bf16" or (amp == "auto" and self.device.type == "cuda"):
+        if amp == "bf16" or (amp == "auto" and _fast_bf16(self.device)):
             return torch.bfloat16
         return None
 
     @property
     def channels_last(self) -> bool:
         cl = self.config.channels_last
-        return self.device.type == "cuda" if cl is None else cl
+        return _fast_bf16(self.device) if cl is None else cl
+
+    @property
+    def precision(self) -> dict:
+        """The resolved choices, recorded with every result: ``{"amp": "bf16"|"fp32", "channels_last": bool}``."""
+        return {"amp": "bf16" if self.amp_dtype is not None else "fp32", "channels_last": bool(self.channels_last)}
 
     def autocast(self):
         dt = self.amp_dtype
@@ -379,7 +392,7 @@ class Trainer:
         for i, (x, y) in enumerate(self.batches.epoch(epoch)):
             if i >= nb:
                 break
-            if self.channels_last:
+            if self.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr, mom = self._set_hyperparameters(epoch + i / nb)
             loss, logs = self.train_step(x, y, Step(epoch, i, self.global_step, self))
@@ -397,7 +410,7 @@ class Trainer:
         if self.world > 1:  # the history holds global-batch means, as in a single-process run
             keys = sorted(log_sums)
             dist.all_reduce_mean_([loss_sum] + [log_sums[k] for k in keys])
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "momentum": mom,
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "momentum": mom, "precision": self.precision["amp"],
                                "train_loss": loss_sum.item() / max(nb, 1),
                                "train_seconds": self.train_seconds,
                                "passes_per_sample": self.meter.passes_per_sample}
@@ -443,7 +456,8 @@ class Trainer:
             model=self.model, emas={k: e.model for k, e in self.emas.items()},
             history=pd.DataFrame(self.history), cost=self.meter.per_sample(), train_seconds=self.train_seconds,
             epochs=self.epoch, out_dir=self.out_dir, best=dict(self.best),
-            hyperparameters={"method": self.method.hyperparameters(), "train": self.config.describe()})
+            hyperparameters={"method": self.method.hyperparameters(), "train": self.config.describe(),
+                             "resolved": self.precision})
 
 
 def train(model: nn.Module, method: Method, data: ArrayDataset, config: TrainConfig, **kwargs) -> TrainResult:

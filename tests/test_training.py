@@ -254,3 +254,20 @@ def test_unknown_method_and_bad_config():
         rl.TrainConfig(epochs=1, amp="fp16")
     with pytest.raises(rl.ConfigError, match="unknown device 'gpu0'"):
         rl.utils.resolve_device("gpu0")
+
+
+def test_cpu_precision_is_decided_by_capability_and_recorded(small, monkeypatch):
+    """bf16 autocast + channels_last on a CPU with native bf16 (AMX/AVX512-BF16), fp32 elsewhere; recorded."""
+    from robustlib import utils
+    for native, amp in (("1", "bf16"), ("0", "fp32")):
+        monkeypatch.setenv("ROBUSTLIB_CPU_BF16", native)
+        tr = rl.Trainer(tiny_resnet(), Standard(), small, _cfg(epochs=1, max_batches=1), device="cpu",
+                        progress_bar=False)
+        assert utils.cpu_bf16_native() is (native == "1")
+        assert tr.precision == {"amp": amp, "channels_last": native == "1"}
+        res = tr.fit()
+        assert res.hyperparameters["resolved"]["amp"] == amp and res.history["precision"].tolist() == [amp]
+    monkeypatch.setenv("ROBUSTLIB_CPU_BF16", "1")
+    off = rl.Trainer(tiny_resnet(), Standard(), small, _cfg(epochs=1, amp="off", channels_last=False), device="cpu",
+                     progress_bar=False)
+    assert off.precision == {"amp": "fp32", "channels_last": False}
