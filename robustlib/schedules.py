@@ -8,6 +8,8 @@ an interrupted run resumes on exactly the same values.
 * :class:`Cyclic`: PyTorch's ``CyclicLR`` in triangular mode, stepped every iteration, *including* its default
   momentum cycling (momentum 0.9 at the LR trough, 0.8 at the peak) — NuAT's scripts rely on it — plus NuAT's
   "cyclic-step" extras: freeze the cycle at an epoch, then multiply by step drops.
+* :func:`triangular`: one 0 → max_lr → 0 triangle, peak at half of training, momentum cycling on (Wong et al.'s FBF
+  and locuslab's Free-AT scripts: ``CyclicLR`` with its defaults).
 * :class:`Cosine` (with optional linear warm-up) and :class:`Constant`.
 """
 from __future__ import annotations
@@ -121,7 +123,16 @@ def build_schedule(spec: dict | Schedule) -> Schedule:
         raise ConfigError(f"bad parameters for the {name!r} schedule: {e}") from None
 
 
-def triangular(max_lr: float, epochs: float, peak: float = 0.4) -> Cyclic:
-    """Linear 0 → max_lr → 0 over ``epochs`` with the peak at ``peak``·epochs, no momentum cycling
-    (Wong et al.'s FBF schedule: 0 → 0.2 → 0)."""
-    return Cyclic(max_lr, up=peak * epochs, down=(1 - peak) * epochs, cycle_momentum=False, freeze_at=epochs)
+def triangular(max_lr: float, epochs: float, peak: float = 0.5, cycle_momentum: bool = True) -> Cyclic:
+    """One triangle 0 → max_lr → 0 over ``epochs``, the peak at ``peak``·epochs, as PyTorch's ``CyclicLR`` with
+    ``step_size_up = peak·iterations`` and ``step_size_down`` the rest, stepped every iteration — the schedule of Wong
+    et al.'s ``train_fgsm.py`` (FBF, CIFAR-10: peak at ½, 0 → 0.2 → 0) and of locuslab's ``train_free.py``.
+
+    Those scripts keep ``CyclicLR``'s defaults ``cycle_momentum=True``, ``base_momentum=0.8``,
+    ``max_momentum=0.9``, so SGD momentum cycles inversely to the learning rate: 0.9 at the start and the end
+    (learning rate 0), 0.8 at the peak. ``cycle_momentum=False`` leaves momentum to the optimiser. The schedule is
+    frozen at ``epochs`` (no second cycle)."""
+    if not 0 < peak < 1:
+        raise ConfigError(f"triangular schedule needs 0 < peak < 1 (fraction of training at the top), got {peak}")
+    return Cyclic(max_lr, up=peak * epochs, down=(1 - peak) * epochs, cycle_momentum=cycle_momentum,
+                  freeze_at=epochs)

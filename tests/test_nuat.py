@@ -3,6 +3,7 @@ the derived pass counts, the baselines' mechanics, robustness on synthetic data,
 smoke run of one part of the chapter."""
 from __future__ import annotations
 
+import copy
 import types
 
 import numpy as np
@@ -66,6 +67,11 @@ def test_nuclear_norm_runs_in_fp32_under_bf16_autocast():
 def test_single_step_attack_starts_at_plus_minus_alpha_and_stays_in_the_ball(standard_model, synthetic):
     x, y = synthetic[1].images()[:64], synthetic[1].y[:64]
     m = NuAT(EPS, ALPHA, lam_max=4.5)
+    model = copy.deepcopy(standard_model).train()   # as during training: the attack must switch BN itself
+    bns = [mod for mod in model.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    seen = []
+    hooks = [bn.register_forward_pre_hook(lambda mod, inp: seen.append((mod.training, torch.is_grad_enabled())))
+             for bn in bns[:1]]
     torch.manual_seed(0)
     x0 = m.start(x)
     inside = (x > ALPHA + 1e-6) & (x < 1 - ALPHA - 1e-6)
@@ -73,14 +79,18 @@ def test_single_step_attack_starts_at_plus_minus_alpha_and_stays_in_the_ball(sta
     assert 0.45 < ((x0 - x)[inside] > 0).float().mean() < 0.55, "±α with probability ½ each"
     for lam, gs in ((0.0, 0), (4.5, 1)):
         torch.manual_seed(0)
-        x_adv = m.attack(standard_model, x, y, lam, _step(global_step=gs))
+        seen.clear()
+        x_adv = m.attack(model, x, y, lam, _step(global_step=gs))
+        assert seen == [(True, False), (False, True)], "train-mode no-grad reference, then an eval-mode ascent step"
+        assert model.training and all(bn.training for bn in bns), "the model's train mode is put back"
         d = x_adv - x
         assert d.abs().max() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
         interior = (x > EPS + 1e-6) & (x < 1 - EPS - 1e-6)
         mags = d[interior].abs()
         assert torch.all(torch.isclose(mags, torch.tensor(ALPHA), atol=1e-6)
                          | torch.isclose(mags, torch.tensor(EPS), atol=1e-6)), "one ε step from ±α: |δ| ∈ {α, ε}"
-    assert not standard_model.training
+    for h in hooks:
+        h.remove()
 
 
 def test_nuclear_term_only_on_odd_iterations_and_the_textbook_switch(standard_model, synthetic):
@@ -125,8 +135,8 @@ def test_lambda_ramps_give_the_published_values():
     # a 5-epoch run follows the 100-epoch curve as a function of progress (λ changes every 1/20 epoch)
     short = NuAT(lam_max=4.5, ramp_epochs=90, epoch_scale=20)
     assert short.lam(_step(epoch=2, iteration=50)) == pytest.approx(ramp_value(50, 4.5, 90))
-    gat = GAT(epoch_scale=1.0)
-    assert gat.lam(_step(epoch=84)) == 10 and gat.lam(_step(epoch=85)) == 40
+    gat = GAT(epoch_scale=1.0)   # GAT_cifar10.py multiplies λ at the end of epoch 85: λ = 40 from epoch 86
+    assert gat.lam(_step(epoch=85, iteration=99)) == 10 and gat.lam(_step(epoch=86)) == 40
 
 
 def test_learning_rate_schedules_give_the_published_values():

@@ -116,8 +116,9 @@ def test_piecewise_and_triangular():
     s = Piecewise(0.1, [60, 120, 160], 0.2)
     assert [round(s(e)[0], 6) for e in (0, 59.9, 60, 120, 161)] == [0.1, 0.1, 0.02, 0.004, 0.0008]
     t = triangular(0.2, 15)
-    assert t(0)[0] == 0 and t(6)[0] == pytest.approx(0.2) and t(15)[0] == pytest.approx(0, abs=1e-12)
-    assert t(6)[1] is None
+    assert t(0) == pytest.approx((0.0, 0.9)) and t(7.5) == pytest.approx((0.2, 0.8))
+    assert t(15)[0] == pytest.approx(0, abs=1e-12)
+    assert triangular(0.2, 15, peak=0.4, cycle_momentum=False)(6) == (pytest.approx(0.2), None)
 
 
 def test_unknown_schedule_lists_valid_names():

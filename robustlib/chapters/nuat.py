@@ -18,7 +18,8 @@ chapter               gathers everything; WRN-34-10 table (cost per sample in sm
 ====================  ==========================================================================================
 
 Every run is selected on a 1 000-image hold-out split of the training set by I-FGSM-7 accuracy (NuAT's rule; the
-Normal row by clean accuracy), never on test images. Shortened runs follow the paper's learning-rate and λ curves as
+Normal row by clean accuracy; GAT by its own scripts' rule on MNIST, I-FGSM-40, and ImageNet-100, PGD-20), never on
+test images. Shortened runs follow the paper's learning-rate and λ curves as
 functions of training progress (:class:`Compressed`), with weight-average horizons scaled the same way.
 """
 from __future__ import annotations
@@ -40,13 +41,14 @@ from .. import plotting, results
 from ..attacks import FGSM, GAMAPGD, PGD, AutoAttack, ifgsm, predict
 from ..attacks.nuclear import MatrixNormAttack, nuclear_norm
 from ..data import ArrayDataset, Augment, holdout_split, load_dataset
+from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..methods import PGDAT, Method, Standard, fbf, fgsm_at, rfgsm_at
 from ..methods.baselines import GAT, RMGM, TRADES, FreeAT, TRADESAWP
 from ..methods.nuat import NuAT, NuAT2, NuAT2WA, NuATHybrid
 from ..models import build_model
 from ..report import Report
-from ..schedules import Cyclic, Piecewise, Schedule
+from ..schedules import Cyclic, Piecewise, Schedule, triangular
 from ..training import Selector, TrainConfig, Trainer, TrainResult
 from .common import RunSettings, by_profile, settings, train_cached
 
@@ -101,12 +103,23 @@ DERIVATION = {
     "ATF": "2 per replay × m = 8 replays of every minibatch (over E/m epochs)",
     "PGD-AT": "t attack steps × 2 + training 2 = 2(t + 1); 22 at t = 10",
     "TRADES": "eval-mode clean forward 1 + t steps × 2 + clean and adversarial forwards 2 + backwards 2; 25 at t = 10",
-    "AWP": "TRADES + proxy forwards 2 + proxy backwards 2 after the warm-up (first 5 % of training without); 29 "
+    "AWP": "TRADES + proxy forwards 2 + proxy backwards 2 after the warm-up (epochs 0–8 of 200 without); 29 "
            "at t = 10",
 }
 # Forward-pass units per sample per epoch (forward 1, full backward 2, input-only backward 1): the time model.
 F_UNITS = {"Normal": 3, "FGSM-AT": 5, "RFGSM-AT": 5, "FBF": 5, "R-MGM": 10, "GAT": 9, "NuAT": 9, "NuAT-WA": 9,
            "NuAT2": 11, "NuAT2-WA": 11, "NuAT-H": 9.3, "ATF": 24, "PGD-AT": 23, "TRADES": 27, "AWP": 33}
+
+
+# The baselines' step epochs, 0-based (the project's epochs count from 0). GAT_cifar10.py (0-based loop) divides the
+# lr at the end of epochs 70 and 85 and multiplies λ at the end of 85; TRADES' and AWP's scripts count epochs from 1
+# (``if epoch >= 75``), so their 1-based 75/90/100 and 100/150 are 0-based 74/89/99 and 99/149, and AWP's
+# ``epoch >= awp_warmup`` (10) switches the weight perturbation on at 0-based epoch 9.
+GAT_CIFAR_DROPS = (71, 86)
+GAT_WRN_DROPS = (61, 73)
+TRADES_CIFAR_DROPS = (74, 89, 99)
+AWP_DROPS = (99, 149)
+AWP_WARMUP = 9
 
 
 # ------------------------------------------------------------------------------------------------- schedules
@@ -154,8 +167,10 @@ def scaled_nuat2_schedule(epochs: float) -> Schedule:
 
 
 def fbf_schedule(epochs: float, max_lr: float = 0.2) -> Cyclic:
-    """Wong et al.'s (and locuslab's Free trainer's) triangle 0 → max_lr → 0, peak at half of training."""
-    return Cyclic(max_lr, up=epochs / 2, down=epochs / 2, cycle_momentum=False, freeze_at=epochs)
+    """Wong et al.'s ``train_fgsm.py`` (and locuslab's ``train_free.py``) schedule: ``CyclicLR`` 0 → max_lr → 0 with
+    the peak at half of training, stepped every iteration, with the scheduler's default momentum cycling (0.9 at the
+    start and the end, 0.8 at the peak) — :func:`robustlib.schedules.triangular`."""
+    return triangular(max_lr, epochs, peak=0.5, cycle_momentum=True)
 
 
 def scaled_tau(tau: float, paper_iters: float, run_iters: float) -> float:
@@ -183,6 +198,7 @@ class Run:
     selector_metric: str = "robust"
     note: str = ""
     replays: int = 1
+    select_attack: str = "ifgsm7"   # the hold-out attack of selection: ifgsm7 | ifgsm40 | pgd20 (see SELECT_ATTACKS)
 
     @property
     def key(self) -> str:
@@ -242,7 +258,8 @@ class Config:
             "AutoAttack": self.aa_version + (f" ({'+'.join(self.aa_attacks)})" if self.aa_attacks else "")
                           + (f", APGD {self.aa_apgd_budget[0]} iterations × {self.aa_apgd_budget[1]} restart"
                              if self.aa_apgd_budget else ""),
-            "selection": "I-FGSM-7 accuracy on the hold-out split, every epoch (Normal: clean accuracy)",
+            "selection": "I-FGSM-7 accuracy on the hold-out split, every epoch (Normal: clean accuracy; GAT on "
+                         "MNIST: I-FGSM-40, GAT-MNIST.py's rule)",
         }
         return pd.DataFrame({"setting": list(rows), "value": [str(v) for v in rows.values()]}).set_index("setting")
 
@@ -404,7 +421,7 @@ def _dataset_runs(cfg: Config, dataset: str, out: dict[str, Run]) -> None:
     table = T1 if dataset == "cifar10" else T3["mnist"]
 
     def add(label, method_fn, batch, schedule, recipe, rows=None, ema=(), metric="robust", note="", replays=1,
-            wd=5e-4):
+            wd=5e-4, select="ifgsm7"):
         rid = f"{dataset}/{label}"
         if rid not in cfg.epochs:
             return
@@ -419,40 +436,56 @@ def _dataset_runs(cfg: Config, dataset: str, out: dict[str, Run]) -> None:
         rows = rows or {label: "model"}
         rows = {k: (f"ema{taus[int(v[3:])]:g}" if v.startswith("ema") else v) for k, v in rows.items()}
         out[rid] = Run(rid, label, dataset, part_of(label), (lambda f=method_fn, s=factor: f(s)), tc, P, recipe,
-                       rows, table, metric, note, replays)
+                       rows, table, metric, note, replays, select)
 
     E100 = 100 if dataset == "cifar10" else 50
-    main_sched = nuat_schedule() if dataset == "cifar10" else Piecewise(0.01, [12, 25, 37], 0.2)
-    wa_sched = nuat_wa_schedule() if dataset == "cifar10" else Piecewise(0.01, [12, 25, 37], 0.2)
-    gat_sched = Piecewise(0.1, [70, 85], 0.1) if dataset == "cifar10" else Piecewise(0.01, [12, 25, 37], 0.2)
-    fast_sched = fbf_schedule(15) if dataset == "cifar10" else Piecewise(0.01, [12, 25, 37], 0.2)
+    mnist_sched = Piecewise(0.01, [12, 25, 37], 0.2)
+    main_sched = nuat_schedule() if dataset == "cifar10" else mnist_sched
+    wa_sched = nuat_wa_schedule() if dataset == "cifar10" else mnist_sched
+    # GAT_cifar10.py: lr ÷10 and (at 85) λ ×4 at the end of 0-based epochs 70 and 85, i.e. from epochs 71 and 86.
+    # GAT-MNIST.py: lr ÷5 and λ ×3 when `epoch in [E/4, E/2, 3E/4]` at the end of an epoch; with E = 50 only
+    # 25 == 2E/4 matches (12.5 and 37.5 are no integer epoch), so both act once, from epoch 26.
+    gat_sched = Piecewise(0.1, list(GAT_CIFAR_DROPS), 0.1) if dataset == "cifar10" else Piecewise(0.01, [26], 0.2)
+    fast_sched = fbf_schedule(15) if dataset == "cifar10" else mnist_sched
     fast_batch = 128 if dataset == "cifar10" else 64
-    mnist_recipe = "GAT's MNIST recipe (50 epochs, batch 64, SGD 0.01 ÷5 at E/4, E/2, 3E/4; our choice of lr)"
-    add("Normal", lambda s: Standard(), 64, main_sched if dataset == "cifar10" else gat_sched,
+    mnist_recipe = ("GAT-MNIST.py's optimiser (50 epochs, batch 64, SGD lr 0.01, momentum 0.9, wd 5e-4) with lr ÷5 "
+                    "from epochs 12, 25 and 37 (≈ E/4, E/2, 3E/4, the drops the script's rule names; our choice — as "
+                    "written the script applies only the one after epoch 25)")
+    add("Normal", lambda s: Standard(), 64, main_sched if dataset == "cifar10" else mnist_sched,
         "NuAT's schedule and batch (our choice: differs from NuAT only in the loss)" if dataset == "cifar10"
         else mnist_recipe, metric="clean")
     add("FGSM-AT", lambda s: fgsm_at(eps), fast_batch, fast_sched,
-        "FBF's recipe (15 epochs, batch 128, lr 0 → 0.2 → 0; our choice)",
+        "FBF's recipe (15 epochs, batch 128, lr 0 → 0.2 → 0 with momentum cycling, train-mode BN in the attack; "
+        "our choice)" if dataset == "cifar10" else mnist_recipe,
         note="hold-out selection can keep an epoch from before catastrophic overfitting; the paper's 0.00 "
              "presumably comes from a final model")
     add("RFGSM-AT", lambda s: rfgsm_at(eps), fast_batch, fast_sched,
         ("FBF's recipe (our choice); R-FGSM with α = ε/2 (Tramèr et al.)" if dataset == "cifar10"
          else mnist_recipe))
     add("FBF", lambda s: fbf(eps), fast_batch, fast_sched,
-        "Wong et al.: 15 epochs, batch 128, lr 0 → 0.2 → 0, α = 1.25ε, uniform start" if dataset == "cifar10"
+        "Wong et al. (train_fgsm.py): 15 epochs, batch 128, CyclicLR 0 → 0.2 → 0 peaking at half, momentum 0.9 → "
+        "0.8 → 0.9, α = 1.25ε, uniform start, train-mode BN in the attack" if dataset == "cifar10"
         else mnist_recipe + "; α = 1.25ε")
     add("R-MGM", lambda s: RMGM(eps), fast_batch, fast_sched,
         ("FBF's recipe (our choice)" if dataset == "cifar10" else mnist_recipe)
-        + "; loss CE(x_FGSM) + 0.2·‖f(x_FGSM) − f(x_RFGSM)‖² (form and λ our reading of Vivek et al. 2019)",
+        + "; loss CE(x_FGSM) + 0.2·‖f(x_FGSM) − f(x_RFGSM)‖² (form and λ our reading of Vivek et al. 2019); "
+          "eval-mode BN in its two attacks (our choice)",
         note="R-MGM's identity (Vivek, Baburaj & Babu, CVPR-W 2019) and hyperparameters are not published in "
              "our sources; form and λ = 0.2 are this project's choices")
-    add("GAT", lambda s: GAT(eps, alpha, epoch_scale=s, mult_epoch=0.85 * E100), 64, gat_sched,
-        "GAT_cifar10.py: 100 epochs, batch 64, lr 0.1 ÷10 at 70 and 85, λ = 10 ×4 from epoch 85"
-        if dataset == "cifar10" else mnist_recipe + "; λ = 10 ×4 from 85 % of training, α = ε",
-        rows={"GAT": "model", "GAT-WA": "ema0"} if dataset == "cifar10" else None,
-        ema=(0.9998,) if dataset == "cifar10" else (),
-        note="GAT and GAT-WA come from one run (the live model and its τ = 0.9998 average)"
-        if dataset == "cifar10" else "")
+    if dataset == "cifar10":
+        add("GAT", lambda s: GAT(eps, alpha, lam=10.0, mult=4.0, mult_epoch=GAT_CIFAR_DROPS[1], epoch_scale=s), 64,
+            gat_sched,
+            "GAT_cifar10.py: 100 epochs, batch 64, lr 0.1 ÷10 after epochs 70 and 85 (from 0-based 71 and 86), "
+            "λ = 10 ×4 with the second drop (λ = 40 from epoch 86), the term in the attack on odd iterations",
+            rows={"GAT": "model", "GAT-WA": "ema0"}, ema=(0.9998,),
+            note="GAT and GAT-WA come from one run (the live model and its τ = 0.9998 average)")
+    else:
+        add("GAT", lambda s: GAT(eps, alpha, lam=15.0, mult=3.0, mult_epoch=26, epoch_scale=s, alternate=False), 64,
+            gat_sched,
+            "GAT-MNIST.py: 50 epochs, batch 64, SGD lr 0.01 (momentum 0.9, wd 5e-4), λ = 15; after epoch 25 lr ÷5 "
+            "and λ ×3 (λ = 45 from epoch 26; the script's E/4 and 3E/4 drops never fire at E = 50); the term in "
+            "every attack iteration; α = ε = 0.3; selection by I-FGSM-40 (40 steps of ε/40)",
+            select="ifgsm40")
     add("NuAT", lambda s: NuAT(eps, alpha, 4.5, 0.9 * E100, s), 64, main_sched,
         "NuAT_cifar10.py: 100 epochs, batch 64, cyclic-step lr, λ 0 → 4.5 by epoch 90" if dataset == "cifar10"
         else mnist_recipe + "; λ 0 → 4.5 over 90 % of training, α = ε")
@@ -462,25 +495,29 @@ def _dataset_runs(cfg: Config, dataset: str, out: dict[str, Run]) -> None:
         rows={"NuAT-WA": "ema0"}, ema=(0.9998,))
     if dataset == "cifar10":
         add("ATF", lambda s: FreeAT(eps, cfg.free_replays), 128, fbf_schedule(10, 0.04),
-            f"locuslab train_free.py: m = {cfg.free_replays} replays, 10 epochs, batch 128, lr 0 → 0.04 → 0",
+            f"locuslab train_free.py: m = {cfg.free_replays} replays, 10 epochs, batch 128, lr 0 → 0.04 → 0 "
+            "(CyclicLR, momentum 0.9 → 0.8 → 0.9)",
             replays=cfg.free_replays,
             note="ATF read as Free-AT (Shafahi et al., 2019); its identity in the paper is not confirmed")
     pgd_steps = cfg.at_steps[dataset]
     add("PGD-AT", lambda s: PGDAT(eps, step, pgd_steps), 128 if dataset == "cifar10" else 64,
-        Piecewise(0.1, [100, 150], 0.1) if dataset == "cifar10" else gat_sched,
-        "Rice et al.: PGD-10 (2/255), 200 epochs, batch 128, lr 0.1 ÷10 at 100 and 150" if dataset == "cifar10"
-        else mnist_recipe + "; PGD-40 with steps of 0.01 (Madry et al.'s MNIST attack)")
+        Piecewise(0.1, [100, 150], 0.1) if dataset == "cifar10" else mnist_sched,
+        "Rice et al.: PGD-10 (2/255), 200 epochs, batch 128, lr 0.1 ÷10 from 0-based epochs 100 and 150, attack "
+        "with train-mode BN (train_cifar.py)" if dataset == "cifar10"
+        else mnist_recipe + "; PGD-40 with steps of 0.01 (Madry et al.'s MNIST attack), train-mode BN")
     if dataset == "cifar10":
         add("TRADES", lambda s: TRADES(steps=cfg.at_steps["cifar10"]), 128,
-            Piecewise(0.1, [75, 90, 100], 0.1),
-            "train_trades_cifar10.py: ε = 0.031, 10 steps of 0.007, β = 6, 80 epochs, lr 0.1 ÷10 at 75, wd 2e-4",
+            Piecewise(0.1, list(TRADES_CIFAR_DROPS), 0.1),
+            "train_trades_cifar10.py: ε = 0.031, 10 steps of 0.007, β = 6, 80 epochs, lr 0.1 ÷10 from its 1-based "
+            "epoch 75 (0-based 74; the drops at 90 and 100 lie beyond 80 epochs), wd 2e-4",
             rows={"TRADES": "model", "TRADES-WA": "ema0"}, ema=(0.9998,), wd=2e-4,
             note="TRADES and TRADES-WA come from one run (the live model and its τ = 0.9998 average)")
-        add("AWP", lambda s: TRADESAWP(steps=cfg.at_steps["cifar10"], epoch_scale=s), 128,
-            Piecewise(0.1, [100, 150], 0.1),
-            "trades_AWP: 200 epochs, batch 128, lr 0.1 ÷10 at 100 and 150, β = 6, γ = 0.005, 10 warm-up epochs")
+        add("AWP", lambda s: TRADESAWP(steps=cfg.at_steps["cifar10"], epoch_scale=s, warmup_epochs=AWP_WARMUP),
+            128, Piecewise(0.1, list(AWP_DROPS), 0.1),
+            "trades_AWP: 200 epochs, batch 128, lr 0.1 ÷10 from its 1-based epochs 100 and 150 (0-based 99 and "
+            "149), β = 6, γ = 0.005, weight perturbation from its epoch 10 (0-based 9)")
     else:
-        add("TRADES", lambda s: TRADES(0.3, 0.01, cfg.at_steps["mnist"], beta=1.0), 64, gat_sched,
+        add("TRADES", lambda s: TRADES(0.3, 0.01, cfg.at_steps["mnist"], beta=1.0), 64, mnist_sched,
             mnist_recipe + "; TRADES MNIST attack: 40 steps of 0.01, β = 1")
 
 
@@ -574,11 +611,24 @@ def evaluate_model(cfg: Config, model: nn.Module, test: ArrayDataset, attacks: d
     return {k: acc[k] for k in METRICS if k in acc}
 
 
+# Hold-out attacks of checkpoint selection: NuAT's (and GAT_cifar10.py's) I-FGSM-7; GAT-MNIST.py's I-FGSM-40
+# (40 steps of ε/40, no random start); GAT-ImageNet100.py's PGD-20 (steps of 2.5ε/20 from a uniform start that is
+# not clipped before the first forward).
+SELECT_ATTACKS = {
+    "ifgsm7": lambda eps: ifgsm(eps, 7),
+    "ifgsm40": lambda eps: ifgsm(eps, 40),
+    "pgd20": lambda eps: PGD(eps, 2.5 * eps / 20, 20, start="uniform", clip_start=False, name="pgd20"),
+}
+
+
 def selector(cfg: Config, run: Run, val: ArrayDataset) -> Selector:
     eps = EPS["cifar10" if run.dataset == "wrn" else run.dataset]
     if run.selector_metric == "clean":
         return Selector(val, None, "clean")
-    return Selector(val, ifgsm(eps, 7), "robust")
+    if run.select_attack not in SELECT_ATTACKS:
+        raise ConfigError(f"run {run.run_id}: unknown selection attack {run.select_attack!r}; valid: "
+                          f"{', '.join(SELECT_ATTACKS)}")
+    return Selector(val, SELECT_ATTACKS[run.select_attack](eps), "robust")
 
 
 def train_run(cfg: Config, run: Run, progress: bool = True) -> TrainResult:
@@ -772,6 +822,34 @@ def imagenet100_command(cfg: Config) -> str:
             "--only nuat")
 
 
+def imagenet100_runs(cfg: Config) -> dict[str, Run]:
+    """The runs of the ImageNet-100 column (built without the data; :func:`imagenet100` trains them)."""
+    E = cfg.imagenet_epochs
+    table = T3["imagenet100"]
+    labels = {"Normal": lambda: Standard(), "RFGSM-AT": lambda: rfgsm_at(8 / 255), "FBF": lambda: fbf(8 / 255),
+              "R-MGM": lambda: RMGM(8 / 255),
+              # GAT-ImageNet100.py: λ = 20, ×7 from epoch 90 (set at the start of the epoch, with the second lr
+              # drop), the attack's reference softmax from an eval-mode forward, the term on odd iterations
+              "GAT": lambda: GAT(8 / 255, 4 / 255, lam=20.0, mult=7.0, mult_epoch=90, ref_mode="eval"),
+              "NuAT": lambda: NuAT(8 / 255, 4 / 255, 4.5, 0.9 * E), "NuAT-WA": lambda: NuAT(8 / 255, 4 / 255, 4.0, E),
+              "TRADES": lambda: TRADES(), "PGD-AT": lambda: PGDAT(8 / 255, 2 / 255, 10)}
+    out = {}
+    for label, fn in labels.items():
+        # GAT-ImageNet100.py sets the lr at the start of each epoch: ÷10 from epochs 60 and 90 (E/2 and 3E/4)
+        tc = TrainConfig(epochs=E, batch_size=64, schedule=Piecewise(0.1, [E // 2, 3 * E // 4], 0.1),
+                         weight_decay=1e-4, augment=Augment(16, 0, True), seed=cfg.s.seed,
+                         ema=(0.9998,) if label == "NuAT-WA" else (), max_batches=cfg.max_batches)
+        recipe = "GAT's ImageNet-100 recipe: 120 epochs, batch 64, lr 0.1 ÷10 from epochs 60 and 90, wd 1e-4"
+        if label == "GAT":
+            recipe += ("; GAT-ImageNet100.py: λ = 20 ×7 from epoch 90, eval-mode reference, selection by PGD-20 "
+                       "(2.5ε/20 steps)")
+        out[label] = Run(f"imagenet100/{label}", label, "imagenet100", "chapter", fn, tc, 120, recipe,
+                         {label: "ema0.9998" if label == "NuAT-WA" else "model"}, table,
+                         "clean" if label == "Normal" else "robust",
+                         select_attack="pgd20" if label == "GAT" else "ifgsm7")
+    return out
+
+
 def imagenet100(cfg: Config, rep: Report) -> str:
     """The ImageNet-100 column: trained only in the paper profile and only when the converted data exist."""
     from ..reported import methods
@@ -782,20 +860,8 @@ def imagenet100(cfg: Config, rep: Report) -> str:
         rep.add_missing(table, methods(PAPER, table), why + "; see the command in the chapter", SHOW[table])
         return why
     train, val, test = load_data(cfg, "imagenet100")
-    E = cfg.imagenet_epochs
-    labels = {"Normal": lambda: Standard(), "RFGSM-AT": lambda: rfgsm_at(8 / 255), "FBF": lambda: fbf(8 / 255),
-              "R-MGM": lambda: RMGM(8 / 255), "GAT": lambda: GAT(mult_epoch=0.85 * E),
-              "NuAT": lambda: NuAT(8 / 255, 4 / 255, 4.5, 0.9 * E), "NuAT-WA": lambda: NuAT(8 / 255, 4 / 255, 4.0, E),
-              "TRADES": lambda: TRADES(), "PGD-AT": lambda: PGDAT(8 / 255, 2 / 255, 10)}
-    for label, fn in labels.items():
-        tc = TrainConfig(epochs=E, batch_size=64, schedule=Piecewise(0.1, [E // 2, 3 * E // 4], 0.1),
-                         weight_decay=1e-4, augment=Augment(16, 0, True), seed=cfg.s.seed,
-                         ema=(0.9998,) if label == "NuAT-WA" else (), max_batches=cfg.max_batches)
-        run = Run(f"imagenet100/{label}", label, "imagenet100", "chapter", fn, tc, 120,
-                  "GAT's ImageNet-100 recipe: 120 epochs, batch 64, lr 0.1 ÷10 at 60 and 90, wd 1e-4",
-                  {label: "ema0.9998" if label == "NuAT-WA" else "model"}, table,
-                  "clean" if label == "Normal" else "robust")
-        res = train_cached(cfg.s, run.key, lambda: build_net(cfg, "imagenet100"), run.method(), train, tc,
+    for label, run in imagenet100_runs(cfg).items():
+        res = train_cached(cfg.s, run.key, lambda: build_net(cfg, "imagenet100"), run.method(), train, run.config,
                            selector=selector(cfg, run, val))
         model = res.load_best(run.rows[label])
         rep.add_row(table, label, {k: v for k, v in evaluate_model(cfg, model, test, suite(cfg, "imagenet100"))
@@ -811,8 +877,10 @@ def imagenet100(cfg: Config, rep: Report) -> str:
 WRN_ROWS = {
     # label: (method factory (scale) → Method, recipe epochs, batch, schedule, ema, rows)
     "FBF": (lambda s: fbf(8 / 255), 30, 128, lambda: fbf_schedule(30), ()),
-    "GAT": (lambda s: GAT(epoch_scale=s, mult_epoch=0.85 * 85), 85, 64, lambda: Piecewise(0.1, [60, 72], 0.1),
-            (0.9998,)),
+    # GAT at 85 epochs (no script; our scaling of GAT_cifar10.py): lr ÷10 after epochs 60 and 72 (70·0.85 ≈ 60,
+    # 85·0.85 ≈ 72), i.e. from 0-based 61 and 73, and λ ×4 together with the second drop, as in the script
+    "GAT": (lambda s: GAT(epoch_scale=s, mult_epoch=GAT_WRN_DROPS[1]), 85, 64,
+            lambda: Piecewise(0.1, list(GAT_WRN_DROPS), 0.1), (0.9998,)),
     "NuAT": (lambda s: NuAT(lam_max=4.0, ramp_epochs=55, epoch_scale=s), 55, 64, lambda: scaled_nuat2_schedule(55),
              ()),
     "NuAT-H": (lambda s: NuATHybrid(lam_max=4.0, ramp_epochs=50, epoch_scale=s, target_rate=0.10), 50, 64,
@@ -831,7 +899,8 @@ WRN_ROWS = {
     "TRADES": (lambda s: TRADES(), 110, 128, lambda: Piecewise(0.1, [100, 105], 0.1), ()),
     "PGD": (lambda s: PGDAT(8 / 255, 2 / 255, 10, name="PGD"), 200, 128, lambda: Piecewise(0.1, [100, 150], 0.1),
             ()),
-    "AWP": (lambda s: TRADESAWP(epoch_scale=s), 200, 128, lambda: Piecewise(0.1, [100, 150], 0.1), ()),
+    "AWP": (lambda s: TRADESAWP(epoch_scale=s, warmup_epochs=AWP_WARMUP), 200, 128,
+            lambda: Piecewise(0.1, list(AWP_DROPS), 0.1), ()),
 }
 WRN_REPORTED_ROW = {"GAT-WA": "GAT"}   # rows that come from another run's weight average
 

@@ -5,18 +5,26 @@ PGD-AT live there). Every class is one method beside its paper's equation; facts
 
 * :class:`GAT` — Guided Adversarial Training (Sriramanan et al., NeurIPS 2020; val-iisc/GAMA-GAT ``GAT_cifar10.py``,
   the fixed 2020-12-23 version): NuAT's single-step scheme with a per-image regulariser on **softmax** outputs,
-  λ·mean_i ‖p(x̃_i) − p(x_i)‖²₂, λ = 10 multiplied by 4 from epoch 85 of 100; the attack uses the term on odd
-  iterations only; clean reference from a train-mode forward; Bernoulli ±4/255 start, one step of ε. Cost 7N.
+  λ·mean_i ‖p(x̃_i) − p(x_i)‖²₂, λ = 10 multiplied by 4 after epoch 85 of 100 (the script's ``if epoch == 85`` at the
+  end of 0-based epoch 85, so λ = 40 from epoch 86, together with the second learning-rate drop); the attack uses the
+  term on odd iterations only; clean reference from a train-mode forward; Bernoulli ±4/255 start, one step of ε,
+  eval-mode BN in the attack (the script's ``model.eval()``). GAT's MNIST script (``GAT-MNIST.py``) uses λ = 15, ×3,
+  the term on every attack iteration (``alternate=False``); its ImageNet-100 script λ = 20, ×7 from epoch 90 and an
+  eval-mode reference (``ref_mode="eval"``). Cost 7N.
 * :class:`TRADES` — Zhang et al., ICML 2019 (yaodongyu/TRADES ``train_trades_cifar10.py``): CE(f(x), y) + β·KL(p(x) ‖
-  p(x')), x' from 10 eval-mode steps of 0.007 on KL(p(x) ‖ p(x')) within ε = 0.031 from x + 0.001·N(0, I); β = 6. The
+  p(x')), x' from 10 eval-mode steps of 0.007 on KL(p(x) ‖ p(x')) within ε = 0.031 from x + 0.001·N(0, I) (eval mode
+  as in the script's ``model.eval()``); β = 6. The
   official attack recomputes p(x) at every step; we compute it once (same values in eval mode). Cost 1 + 2·10 + 4 =
   **25N**.
 * :class:`TRADESAWP` — Adversarial Weight Perturbation on TRADES (Wu, Xia & Wang, NeurIPS 2020; csdongxian/AWP
   ``trades_AWP``): after the TRADES attack, one ascent step of the TRADES loss on a proxy copy of the network (SGD lr
   0.01) gives per-layer directions Δ_l; the weights are moved by v_l = γ·‖w_l‖·Δ_l/‖Δ_l‖ (γ = 0.005, weights of
   conv/linear layers only), the TRADES loss is back-propagated at w + v, and v is removed before the optimiser step
-  (the official code removes it after the step; with SGD the only difference is the weight-decay term on v). AWP
-  starts after a warm-up of 10 of 200 epochs. Cost 25N + proxy forwards 2 + backwards 2 = **29N** ("11 AT steps").
+  (the official code removes it after the step; with SGD the only difference is the weight-decay term on v). The
+  script counts epochs from 1 and perturbs the weights when ``epoch >= awp_warmup`` (10), i.e. from the 10th epoch,
+  0-based epoch **9** (``warmup_epochs=9`` here; epochs 0–8 are plain TRADES). The TRADES attack runs in eval mode
+  (the script's ``model.eval()``), the proxy in train mode. Cost 25N + proxy forwards 2 + backwards 2 = **29N**
+  ("11 AT steps").
 * :class:`FreeAT` — "Adversarial Training for Free!" (Shafahi et al., NeurIPS 2019), the most likely reading of the
   NuAT table's "ATF" (its identity is not confirmed, nuat.md §5.8): each minibatch is replayed ``replays`` = m times;
   each replay's single forward/backward both updates the weights and moves the perturbation δ ← Π(δ + ε·sign ∇_δ),
@@ -26,7 +34,8 @@ PGD-AT live there). Every class is one method beside its paper's equation; facts
   Workshops 2019; same lab, identified by acronym and authorship, not confirmed): the training loss grows with the
   distance between the logits of the FGSM and the R-FGSM adversaries of each image. Published in our sources only
   as that sentence of the abstract, so the form — CE on the FGSM adversary + λ·mean_i ‖f(x_FGSM) − f(x_RFGSM)‖²₂ — and
-  λ = 0.2 are this project's choices. Cost 2 + 2 + 4 = **8N**.
+  λ = 0.2 are this project's choices, and so is BatchNorm in **eval mode** for both of its attacks (the convention of
+  the same lab's GAT and NuAT scripts; no R-MGM code is public). Cost 2 + 2 + 4 = **8N**.
 """
 from __future__ import annotations
 
@@ -45,13 +54,14 @@ from .nuat import ALPHA, EPS, NuAT, paper_epoch
 
 
 class GAT(NuAT):
-    """GAT: λ·mean ‖softmax(f(x̃)) − softmax(f(x))‖²₂ in attack (odd iterations) and training; λ = 10, ×4 from
-    epoch ``mult_epoch`` (85 of 100)."""
+    """GAT: λ·mean ‖softmax(f(x̃)) − softmax(f(x))‖²₂ in attack (odd iterations) and training; λ = ``lam`` (10),
+    × ``mult`` (4) from 0-based paper epoch ``mult_epoch`` (86 of 100: ``GAT_cifar10.py`` multiplies at the end of
+    epoch 85). Other keywords go to :class:`NuAT` (``alternate``, ``ref_mode``, ...)."""
 
     name = "GAT"
 
     def __init__(self, eps: float = EPS, alpha: float = ALPHA, lam: float = 10.0, mult: float = 4.0,
-                 mult_epoch: float = 85, epoch_scale: float = 1.0, **kw):
+                 mult_epoch: float = 86, epoch_scale: float = 1.0, **kw):
         super().__init__(eps, alpha, lam_max=lam, ramp_epochs=1, epoch_scale=epoch_scale, ramp=False, **kw)
         self.mult, self.mult_epoch = mult, mult_epoch
 
@@ -121,7 +131,7 @@ class TRADESAWP(TRADES):
     name = "AWP"
 
     def __init__(self, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10, beta: float = 6.0,
-                 gamma: float = 0.005, warmup_epochs: float = 10, epoch_scale: float = 1.0, proxy_lr: float = 0.01,
+                 gamma: float = 0.005, warmup_epochs: float = 9, epoch_scale: float = 1.0, proxy_lr: float = 0.01,
                  **kw):
         super().__init__(eps, alpha, steps, beta, **kw)
         self.attack_steps = steps + 1
@@ -235,6 +245,7 @@ class RMGM(Method):
             self.name = name
 
     def _fgsm(self, model, x, y, start: torch.Tensor, step_size: float) -> torch.Tensor:
+        """One signed step from ``x + start`` in eval-mode BN (our choice, as in the lab's GAT/NuAT scripts)."""
         with attack_mode(model, "eval"), torch.enable_grad():
             xs = (x + start).clamp(0, 1).requires_grad_(True)
             g, = torch.autograd.grad(F.cross_entropy(model(xs).float(), y), xs)

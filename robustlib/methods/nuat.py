@@ -18,7 +18,11 @@ Details that follow the authors' code (val-iisc/NuAT @ 89622905a8f2, ``CIFAR10/N
   attack whose result is unused. ``epoch_scale`` (paper epochs per run epoch) lets a shortened run follow the same
   curve as a function of progress (λ then changes every 1/epoch_scale run epochs, as it does every paper epoch).
 * ``ref_mode``: the clean reference logits of the single-step attack come from a *train-mode* forward (BN batch
-  statistics, which also updates the running statistics) before the eval-mode attack; NuAT2 uses eval mode.
+  statistics, which also updates the running statistics; the Trainer has the model in train mode) before the
+  attack; NuAT2 uses eval mode.
+* The attack steps themselves always run with **eval-mode** BN (running statistics), as the scripts'
+  ``model.eval()`` before the attack — unlike the PGD-AT/FBF family, whose cited scripts attack in train mode
+  (:mod:`robustlib.methods.adversarial`). The model's own train/eval flags are restored afterwards.
 * ``separate_bn``: clean and adversarial batches are forwarded separately in training (each with its own BN batch
   statistics); ``False`` concatenates them into one 2B batch.
 * ``norm``: ``"nuc"`` (NuAT) or ``"fro"`` (ablation: the Frobenius norm, which does not couple the batch).
