@@ -100,6 +100,11 @@ class PGDAT(Method):
         self._attack = TrainingPGD(eps, alpha, steps, start=start, start_scale=start_scale, bn_mode=bn_mode,
                                    bn_stats=bn_stats)
 
+    def derived_passes(self) -> float:
+        """t attack steps × (forward + input backward) 2t + the training forward/backward 2 = 2(t + 1) N (22 at
+        t = 10, 4 for the single-step family); a clean term (``clean_weight``) adds its forward/backward, 2N."""
+        return 2.0 * (self.steps + 1) + (2.0 if self.clean_weight else 0.0)
+
     def loss(self, model, x, y, step):
         x_adv = self._attack.perturb(model, x, y)
         logits = model(x_adv)

@@ -167,6 +167,11 @@ class _PairedAdversarial(Method):
             self.name = name
         self._attack = PGD(self.eps, self.alpha, self.steps, start="uniform", loss="targeted", bn_mode=bn_mode)
 
+    def derived_passes(self) -> float:
+        """t attack steps × (forward + input backward) = 2t, then the forward and backward of 2B images for B samples
+        = 4: (2t + 4) N."""
+        return 2.0 * self.steps + 4.0
+
     def _combine(self, logits: torch.Tensor, y: torch.Tensor):
         b = len(y)
         lc = F.cross_entropy(logits[:b], y)

@@ -57,6 +57,13 @@ class Method:
         """Return the loss, or ``(loss, logs)`` with ``logs`` a dict of scalar tensors to average per epoch."""
         raise NotImplementedError
 
+    def derived_passes(self) -> float | None:
+        """The method's own statement of its training cost: passes N per training sample per epoch (a forward or a
+        backward of one image through one network is 1 N), derived beside the loss in the subclass's docstring.
+        The cost meter's test checks every registered method's measured N against it; the experiment layer's time
+        model multiplies it by measured seconds per pass. None: not stated."""
+        return None
+
     def post_backward(self, trainer: "Trainer") -> None:
         """Called after ``loss.backward()`` and before the optimiser step (AWP removes its weight perturbation)."""
 

@@ -111,6 +111,11 @@ class TRADES(Method):
                 x_adv = project(x_adv.detach() + self.alpha * g.sign(), x, self.eps, "linf")
         return x_adv.detach()
 
+    def derived_passes(self) -> float:
+        """Eval-mode clean forward 1 + t attack steps × 2 + training forwards of clean and adversarial 2 + their
+        backwards 2 = 2t + 5 N (25 at t = 10)."""
+        return 2.0 * self.steps + 5.0
+
     def trades_loss(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor):
         clean, adv = model(x), model(x_adv)
         robust = _kl(F.log_softmax(adv.float(), 1), torch.softmax(clean.float(), 1)) / len(x)
@@ -138,6 +143,11 @@ class TRADESAWP(TRADES):
         self.gamma, self.warmup_epochs, self.epoch_scale, self.proxy_lr = gamma, warmup_epochs, epoch_scale, proxy_lr
         self._proxy: nn.Module | None = None
         self._v: dict[str, torch.Tensor] = {}
+
+    def derived_passes(self) -> float:
+        """TRADES' 2t + 5 plus, after the warm-up, the proxy's forwards of clean and adversarial 2 and backwards 2:
+        2t + 9 N (29 at t = 10; 2t + 5 during the warm-up epochs)."""
+        return 2.0 * self.steps + 9.0
 
     def setup(self, trainer):
         self._proxy = copy.deepcopy(trainer.model)
@@ -206,6 +216,10 @@ class FreeAT(Method):
         if name:
             self.name = name
 
+    def derived_passes(self) -> float:
+        """One forward/backward per replay, m replays of every minibatch: 2m N per sample per epoch (16 at m = 8)."""
+        return 2.0 * self.replays
+
     def loss(self, model, x, y, step):
         if self._delta is None or self._delta.shape != x.shape or self._delta.device != x.device:
             self._delta = torch.zeros_like(x)
@@ -243,6 +257,10 @@ class RMGM(Method):
         self.rand_alpha = eps / 2 if rand_alpha is None else rand_alpha
         if name:
             self.name = name
+
+    def derived_passes(self) -> float:
+        """FGSM attack 2 + R-FGSM attack 2 + forwards of both adversaries 2 + the backward through both 2 = 8N."""
+        return 8.0
 
     def _fgsm(self, model, x, y, start: torch.Tensor, step_size: float) -> torch.Tensor:
         """One signed step from ``x + start`` in eval-mode BN (our choice, as in the lab's GAT/NuAT scripts)."""

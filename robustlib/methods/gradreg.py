@@ -166,6 +166,11 @@ class FiniteDifferenceGR(_StrictFP32):
         if name:
             self.name = name
 
+    def derived_passes(self) -> float:
+        """Forward at x 1 + input backward 1 + forward at x + h·d 1 + a backward reaching both outputs 2 = 5N; the
+        central difference (``order=2``) adds the forward at x − h·d and its share of the backward: 7N."""
+        return 5.0 if self.order == 1 else 7.0
+
     def loss(self, model, x, y, step):
         ce, D, logits = fd_penalty(model, x, y, self.h, self.norm, self.order, self.strict)
         penalty = D.pow(2).mean() / 2
@@ -184,6 +189,11 @@ class DoubleBackpropGR(_StrictFP32):
         self.lam, self.norm, self.strict = float(lam), check_norm(norm), strict
         if name:
             self.name = name
+
+    def derived_passes(self) -> float:
+        """Forward 1 + input backward with a graph 1 + the final backward through the logits 1 + the second-order
+        pass (charged explicitly, no hook sees it) 1 = 4N."""
+        return 4.0
 
     def loss(self, model, x, y, step):
         ce, pen, logits = exact_penalty(model, x, y, self.norm, self.strict)

@@ -144,6 +144,11 @@ class NuAT(Method):
 
     # ------------------------------------------------------------------------------------------------ loss
 
+    def derived_passes(self) -> float:
+        """Reference forward 1 + attack forward/backward 2 + training forwards of the clean and the adversarial
+        batch 2 + the backward through both 2 = 7N (the same with ``separate_bn=False``: one 2B forward)."""
+        return 7.0
+
     def loss(self, model, x, y, step):
         lam = self.lam(step)
         self.current_lam = lam
@@ -166,6 +171,11 @@ class NuAT2(NuAT):
         kw.setdefault("ref_mode", "eval")
         kw.setdefault("alternate", False)
         super().__init__(eps, alpha, lam_max, ramp_epochs, epoch_scale, **kw)
+
+    def derived_passes(self) -> float:
+        """Reference forward 1 + two attack steps 4 + training forwards 2 + backwards 2 = 9N (NuAT2-WA: 3 of them
+        on the τ = 0.99 average, which the cost meter watches too)."""
+        return 9.0
 
     def first_step_model(self, model: nn.Module, step: Step) -> nn.Module:
         return model
@@ -233,6 +243,12 @@ class NuATHybrid(NuAT):
         self._ratios: deque[float] = deque(maxlen=window)
         self._decisions = 0
         self._triggers = 0
+
+    def derived_passes(self) -> float | None:
+        """NuAT's 7N, plus 3N (the second step's forward/backward and the new adversarial forward) on the fraction
+        of minibatches that take the second step: 7 + 3p with ``target_rate`` p (not stated with a fixed margin,
+        where p is only known after training; the chapter reports the measured rate)."""
+        return None if self.target_rate is None else 7.0 + 3.0 * self.target_rate
 
     @property
     def two_step_rate(self) -> float:

@@ -15,6 +15,10 @@ class Standard(Method):
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
 
+    def derived_passes(self) -> float:
+        """Forward 1 + backward 1 = 2N."""
+        return 2.0
+
     def loss(self, model, x, y, step):
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
