@@ -11,96 +11,123 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from .. import experiment as ex
 from .. import plotting
 from ..attacks import FGSM, PGD, AutoAttack, predict
 from ..data import Augment
+from ..errors import ConfigError
 from ..evaluation import evaluate
-from ..methods import PGDAT, Standard
-from ..models import build_model
 from ..report import Report
 from ..schedules import Piecewise, triangular
 from ..stats import wilson_interval
-from ..training import TrainConfig, Trainer, TrainResult
-from .common import RunSettings, by_profile, cifar10_splits, settings, train_cached
+from ..threat import CIFAR10
+from ..training import TrainConfig, TrainResult
+from .common import RunSettings, cifar10_splits, settings
 
 PAPER = "adversarial_examples"
-EPS = 8 / 255
+EPS = CIFAR10.eps
+
+
+# The recipes: the paper's hyperparameters, one row per trained model, named by registered method (METHODS) and
+# model (MODELS). This table is printed in the notebook, feeds every run's fingerprint, and is the one place to edit.
+RECIPES = {
+    "Standard": {"method": "standard", "hp": {}, "epochs": 200, "batch": 128, "lr": 0.1, "milestones": (100, 150),
+                 "momentum": 0.9, "weight_decay": 5e-4, "augment": "crop 4 + flip",
+                 "source": "Rice et al. (2020), train_cifar.py: 200 epochs, lr 0.1 ÷10 at 100 and 150"},
+    "PGD-AT": {"method": "pgd_at", "hp": {"eps": EPS, "alpha": 2 / 255, "steps": 10}, "epochs": 200, "batch": 128,
+               "lr": 0.1, "milestones": (100, 150), "momentum": 0.9, "weight_decay": 5e-4, "augment": "crop 4 + flip",
+               "source": "Madry et al. (2018) with Rice et al.'s train_cifar.py: PGD-10 of 2/255 from a uniform start, "
+                         "train-mode BatchNorm, 200 epochs, lr 0.1 ÷10 at 100 and 150"},
+}
+
+# What each profile changes (everything else comes from RECIPES). "schedule": "triangular" replaces the piecewise
+# schedule by a triangle 0 → lr → 0 over the shortened run (peak at half, CyclicLR's momentum cycling).
+PROFILES = {
+    "smoke": {"n_train": 1000, "n_test": 64, "model": {"width": 8, "blocks": (1, 1, 1, 1)}, "batch": 64,
+              "epochs": {"Standard": 3, "PGD-AT": 2}, "hp": {"PGD-AT": {"steps": 2}}, "schedule": "triangular",
+              "eps_grid": (0, 8, 32), "pgd_steps": 5, "aa_eps": (8,), "aa": ("custom", ("apgd-ce",), (20, 1)),
+              "cost_batches": 2, "eval_batch": 64},
+    "quick": {"n_train": None, "n_test": 1000, "model": {}, "batch": 128, "epochs": {"Standard": 15, "PGD-AT": 10},
+              "hp": {"PGD-AT": {"steps": 5}}, "schedule": "triangular", "eps_grid": (0, 1, 2, 4, 6, 8, 12, 16),
+              "pgd_steps": 20, "aa_eps": (2, 4, 8), "aa": ("standard", None, None), "cost_batches": 5,
+              "eval_batch": 1000},
+    "paper": {"n_train": None, "n_test": 1000, "model": {}, "batch": 128, "epochs": {}, "hp": {}, "schedule": None,
+              "eps_grid": (0, 1, 2, 4, 6, 8, 12, 16), "pgd_steps": 20, "aa_eps": (1, 2, 4, 8, 16),
+              "aa": ("standard", None, None), "cost_batches": 5, "eval_batch": 1000},
+}
+NOTES = {
+    "smoke": "smoke profile: a width-8 ResNet-18 with one block per stage, 1 000 training images, 64 test images, "
+             "PGD-5, AutoAttack reduced to APGD-CE with 20 iterations. The numbers only show that the pipeline runs.",
+    "quick": "quick profile: 15 epochs of standard training and 10 epochs of PGD-AT with t = 5 (triangular learning "
+             "rate), instead of 200 epochs and t = 10.",
+}
 
 
 @dataclass
 class Config:
     s: RunSettings
-    n_train: int | None
-    n_test: int
-    model: dict
-    standard: TrainConfig
-    pgd_at: TrainConfig
-    at_steps: int
-    eps_grid: tuple[int, ...]            # ε × 255 for the sweep
-    pgd_steps: int
-    aa_eps: tuple[int, ...]              # ε × 255 at which AutoAttack runs
-    aa_version: str
-    aa_attacks: tuple[str, ...] | None
-    aa_apgd_budget: tuple[int, int] | None
-    cost_steps: tuple[int, ...]          # attack steps t for the cost table
-    cost_batches: int
-    eval_batch: int
+    profile: dict                        # PROFILES[s.profile]
+    specs: dict[str, ex.RunSpec]         # one per RECIPES row, with the profile's changes and the overrides applied
     notes: list[str] = field(default_factory=list)
+
+    def __getattr__(self, key):          # the profile's values as attributes: cfg.n_test, cfg.eps_grid, ...
+        try:
+            return self.__dict__["profile"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def at_steps(self) -> int:
+        return self.specs["PGD-AT"].hp["steps"]
 
     def table(self) -> pd.DataFrame:
         """The configuration as a two-column table for the notebook."""
+        std, at = self.specs["Standard"].config, self.specs["PGD-AT"].config
         rows = {
             "profile": self.s.profile, "device": str(self.s.device), "seed": self.s.seed,
             "training images": self.n_train or "all 50 000", "test images": self.n_test,
             "model": f"ResNet-18 {self.model}",
-            "standard training": f"{self.standard.epochs} epochs, batch {self.standard.batch_size}, "
-                                 f"{self.standard.schedule.describe()}",
-            "PGD-AT": f"t = {self.at_steps} steps of 2/255, ε = 8/255, {self.pgd_at.epochs} epochs",
+            "standard training": f"{std.epochs} epochs, batch {std.batch_size}, {std.schedule.describe()}",
+            "PGD-AT": f"t = {self.at_steps} steps of 2/255, ε = 8/255, {at.epochs} epochs",
             "ε grid (×1/255)": ", ".join(map(str, self.eps_grid)),
             "PGD for the sweep": f"{self.pgd_steps} steps of ε/4, one uniform random start",
-            "AutoAttack": f"{self.aa_version}{' ' + '+'.join(self.aa_attacks) if self.aa_attacks else ''} at ε = "
+            "AutoAttack": f"{self.aa[0]}{' ' + '+'.join(self.aa[1]) if self.aa[1] else ''} at ε = "
                           + ", ".join(f"{e}/255" for e in self.aa_eps),
         }
         return pd.DataFrame({"setting": list(rows), "value": [str(v) for v in rows.values()]}).set_index("setting")
 
 
+def recipe_table() -> pd.DataFrame:
+    """RECIPES as the paper's hyperparameter table."""
+    return pd.DataFrame([{"row": k, **{c: v for c, v in r.items()}} for k, r in RECIPES.items()]).set_index("row")
+
+
+def make_spec(label: str, profile: dict, seed: int, overrides: dict | None = None) -> ex.RunSpec:
+    """The RunSpec of one RECIPES row under a profile; ``overrides`` ({row: {hyperparameter: value}}) change the
+    method's hyperparameters without editing this module."""
+    r = RECIPES[label]
+    epochs = profile["epochs"].get(label, r["epochs"])
+    sched = (triangular(r["lr"], epochs) if profile["schedule"] == "triangular"
+             else Piecewise(r["lr"], list(r["milestones"]), 0.1))
+    hp = {**r["hp"], **profile["hp"].get(label, {}), **(overrides or {}).get(label, {})}
+    tc = TrainConfig(epochs=epochs, schedule=sched, batch_size=profile["batch"], momentum=r["momentum"],
+                     weight_decay=r["weight_decay"], augment=Augment(4, 0, True), seed=seed)
+    return ex.RunSpec(alias=f"ch0-{ex.slug(label)}", label=label, method=r["method"], hp=hp, model="resnet18",
+                      model_kw=dict(profile["model"]), config=tc, source=r["source"])
+
+
 def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir: str | None = None,
-           out_dir: str | None = None) -> Config:
+           out_dir: str | None = None, overrides: dict | None = None) -> Config:
     s = settings(profile, seed, device, data_dir, out_dir)
-    p = s.profile
-    model = by_profile(p, {"width": 8, "blocks": (1, 1, 1, 1)}, {}, {})
-    std_epochs = by_profile(p, 3, 15, 200)
-    at_epochs = by_profile(p, 2, 10, 200)
-    std_sched = by_profile(p, triangular(0.1, std_epochs), triangular(0.1, std_epochs),
-                           Piecewise(0.1, [100, 150], 0.1))
-    at_sched = by_profile(p, triangular(0.1, at_epochs), triangular(0.1, at_epochs), Piecewise(0.1, [100, 150], 0.1))
-    batch = by_profile(p, 64, 128, 128)
-    common = dict(batch_size=batch, momentum=0.9, weight_decay=5e-4, augment=Augment(4, 0, True), seed=seed)
-    cfg = Config(
-        s=s,
-        n_train=by_profile(p, 1000, None, None),
-        n_test=by_profile(p, 64, 1000, 1000),
-        model=model,
-        standard=TrainConfig(epochs=std_epochs, schedule=std_sched, **common),
-        pgd_at=TrainConfig(epochs=at_epochs, schedule=at_sched, **common),
-        at_steps=by_profile(p, 2, 5, 10),
-        eps_grid=by_profile(p, (0, 8, 32), (0, 1, 2, 4, 6, 8, 12, 16), (0, 1, 2, 4, 6, 8, 12, 16)),
-        pgd_steps=by_profile(p, 5, 20, 20),
-        aa_eps=by_profile(p, (8,), (2, 4, 8), (1, 2, 4, 8, 16)),
-        aa_version=by_profile(p, "custom", "standard", "standard"),
-        aa_attacks=by_profile(p, ("apgd-ce",), None, None),
-        aa_apgd_budget=by_profile(p, (20, 1), None, None),
-        cost_steps=(0, 1, 2, 5, 10),
-        cost_batches=by_profile(p, 2, 5, 5),
-        eval_batch=by_profile(p, 64, 1000, 1000),
-    )
-    if p == "smoke":
-        cfg.notes.append("smoke profile: a width-8 ResNet-18 with one block per stage, 1 000 training images, "
-                         "64 test images, PGD-5, AutoAttack reduced to APGD-CE with 20 iterations. The numbers only show that the "
-                         "pipeline runs.")
-    if p == "quick":
-        cfg.notes.append("quick profile: 15 epochs of standard training and 10 epochs of PGD-AT with t = 5 "
-                         "(triangular learning rate), instead of 200 epochs and t = 10.")
+    prof = PROFILES[s.profile]
+    bad = set(overrides or {}) - set(RECIPES)
+    if bad:
+        raise ConfigError(f"overrides name unknown rows {sorted(bad)}; valid: {', '.join(RECIPES)}")
+    cfg = Config(s=s, profile=prof, specs={k: make_spec(k, prof, seed, overrides) for k in RECIPES})
+    if s.profile in NOTES:
+        cfg.notes.append(NOTES[s.profile])
+    if overrides:
+        cfg.notes.append(f"hyperparameters overridden by the notebook: {overrides}")
     cfg.notes.append("Evaluation uses the first 1 000 CIFAR-10 test images (the rest of the test split is not "
                      "available losslessly in this project).")
     return cfg
@@ -115,17 +142,17 @@ def load_data(cfg: Config):
     return train, test
 
 
-def build(cfg: Config):
-    return build_model("resnet18", **cfg.model)
+def train_row(cfg: Config, label: str, train, progress: bool = True) -> TrainResult:
+    """Train one RECIPES row (or reopen its finished run)."""
+    return ex.train(cfg.specs[label], train, cfg.s.checkpoint_dir, device=cfg.s.device, progress=progress).result
 
 
 def train_standard(cfg: Config, train) -> TrainResult:
-    return train_cached(cfg.s, "ch0-standard", lambda: build(cfg), Standard(), train, cfg.standard)
+    return train_row(cfg, "Standard", train)
 
 
 def train_pgd_at(cfg: Config, train) -> TrainResult:
-    method = PGDAT(EPS, 2 / 255, cfg.at_steps, name="PGD-AT")
-    return train_cached(cfg.s, f"ch0-pgdat{cfg.at_steps}", lambda: build(cfg), method, train, cfg.pgd_at)
+    return train_row(cfg, "PGD-AT", train)
 
 
 def adversarial_examples(cfg: Config, model, test, n: int = 8, eps: float = EPS):
@@ -168,8 +195,9 @@ def eps_sweep(cfg: Config, models: dict, test) -> pd.DataFrame:
 
 
 def _autoattack(cfg: Config, eps: float) -> AutoAttack:
-    return AutoAttack(eps, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed,
-                      batch_size=cfg.eval_batch, apgd_budget=cfg.aa_apgd_budget)
+    version, attacks, budget = cfg.aa
+    return AutoAttack(eps, version=version, attacks=attacks, seed=cfg.s.seed, batch_size=cfg.eval_batch,
+                      apgd_budget=budget)
 
 
 def headline(cfg: Config, models: dict, sweep: pd.DataFrame, results: dict[str, TrainResult], rep: Report):
@@ -192,31 +220,34 @@ def headline(cfg: Config, models: dict, sweep: pd.DataFrame, results: dict[str, 
     return rep.compare(table)
 
 
+COST_STEPS = (0, 1, 2, 5, 10)            # attack steps t for the cost table
+SLIDES_N = {0: 2.0, 5: 12.0}             # the ABNN slides' numbers: standard 2N, PGD-AT at t = 5 12N
+
+
 def measure_costs(cfg: Config, train, rep: Report | None = None) -> pd.DataFrame:
     """Train a few batches with t = 0 (standard), 1, 2, 5, 10 attack steps and read the cost meter.
 
-    Returns measured N per sample, the formula 2N(t + 1), and seconds per batch on this hardware (after one
-    untimed warm-up batch, so one-off start-up work is not counted).
+    Returns measured N per sample beside the method's own statement (``PGDAT.derived_passes``: 2(t + 1)), and
+    seconds per batch on this hardware (after one untimed warm-up batch, so one-off start-up work is not counted).
     """
     rows = []
-    for t in cfg.cost_steps:
+    for t in COST_STEPS:
         label = "Standard" if t == 0 else f"PGD-AT (t = {t})"
-        runs = []
-        for batches in (1, cfg.cost_batches):  # the first run only warms up kernels and caches
-            method = Standard() if t == 0 else PGDAT(EPS, 2 / 255, t)
-            tc = TrainConfig(epochs=1, batch_size=cfg.standard.batch_size, max_batches=batches,
-                             schedule={"name": "constant", "lr": 0.01}, augment=Augment(), seed=cfg.s.seed)
-            runs.append(Trainer(build(cfg), method, train, tc, device=cfg.s.device, progress_bar=False).fit())
-        res = runs[-1]
-        measured = res.cost["total"]
-        rows.append({"method": label, "t": t, "measured_N": measured, "formula_N": 2 * (t + 1),
-                     "seconds_per_batch": res.train_seconds / cfg.cost_batches, "batch_size": tc.batch_size})
+        tc = TrainConfig(epochs=1, batch_size=cfg.batch, schedule={"name": "constant", "lr": 0.01},
+                         augment=Augment(), seed=cfg.s.seed)
+        spec = ex.RunSpec(alias=f"ch0-cost-t{t}", label=label, method="standard" if t == 0 else "pgd_at",
+                          hp={} if t == 0 else {"eps": EPS, "alpha": 2 / 255, "steps": t}, model="resnet18",
+                          model_kw=dict(cfg.model), config=tc)
+        m = ex.measure_cost(spec, train, batches=cfg.cost_batches, device=cfg.s.device)
+        rows.append({"method": label, "t": t, "measured_N": m["measured_N"], "formula_N": m["derived_N"],
+                     "seconds_per_batch": m["seconds_per_batch"], "batch_size": tc.batch_size})
         if rep is not None:
-            slides = {0: 2.0, 5: 12.0}.get(t)
-            rep.add_row("cost", label, {}, cost_passes=measured, train_s=res.train_seconds, epochs=None,
+            slides = SLIDES_N.get(t)
+            rep.add_row("cost", label, {}, cost_passes=m["measured_N"],
+                        train_s=m["seconds_per_batch"] * cfg.cost_batches, epochs=None,
                         note=f"cost only: {cfg.cost_batches} batches of {tc.batch_size}; formula 2N(t+1) = "
-                             f"{2 * (t + 1)}N" + (f"; slides: {slides:.0f}N" if slides else ""),
-                        formula_passes=2 * (t + 1), paper_cost_passes=slides)
+                             f"{m['derived_N']:g}N" + (f"; slides: {slides:.0f}N" if slides else ""),
+                        formula_passes=m["derived_N"], paper_cost_passes=slides)
     df = pd.DataFrame(rows)
     df["time_vs_standard"] = df["seconds_per_batch"] / df.loc[df.t == 0, "seconds_per_batch"].iloc[0]
     return df
