@@ -12,7 +12,11 @@ Families (as in the paper):
 * **blur** — defocus (anti-aliased disk, radius .3, .4, .5, 1, 1.5, its Gaussian blur .4, .5, .6, .2, .1), glass
   (Gaussian blur σ = .05, .25, .4, .25, .4, then 1 or 2 sweeps of local pixel shuffling, then blur again), motion
   (ImageMagick-style one-sided Gaussian line kernel, radius 6, 6, 6, 8, 9, σ = 1, 1.5, 2, 2, 2.5, random angle in
-  ±45°), zoom (average of the image zoomed by 1.00…1.05, …1.10, …1.15, …1.20, …1.25 in steps of .01);
+  ±45°), zoom (the image averaged with its zooms by the factors ``np.arange(1, c, 0.01)``, c = 1.06, 1.11, 1.16,
+  1.21, 1.26; float rounding makes numpy's range include its end for the first two, so the factors are
+  1.00…1.06 (7 zooms), 1.00…1.11 (12), 1.00…1.15 (16), 1.00…1.20 (21), 1.00…1.25 (26), in steps of .01, and as
+  the factor 1.00 reproduces the image, the unzoomed image carries weight 2/(zooms + 1) — all as in the authors'
+  code);
 * **weather** — fog (a diamond-square plasma fractal, strength .2, .5, .75, 1, 1.5, roughness decay 3, 3, 2.5, 2,
   1.75) and brightness (HSV value + .05, .1, .15, .2, .3). Snow and frost are not generated (frost needs the
   authors' frost photographs; snow needs ImageMagick);

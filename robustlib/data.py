@@ -15,6 +15,7 @@ The data root is the ``root`` argument, else the ``ROBUSTLIB_DATA`` environment 
 from __future__ import annotations
 
 import gzip
+import numbers
 import os
 import re
 import zipfile
@@ -404,13 +405,20 @@ class Augment:
     """Standard CIFAR augmentation done on the device: random crop with padding, horizontal flip, Cutout.
 
     ``fill`` is the padding value in grey levels (0 in NuAT's code, 128 in Finlay & Oberman's). ``cutout`` is the side
-    of a square whose centre may fall anywhere in the image, filled with the patch's mean colour (Finlay & Oberman).
+    of a square filled with the patch's mean colour (Finlay & Oberman's "Cutout 16"), drawn as in DeVries & Taylor's
+    Cutout: the centre (cy, cx) is uniform over every pixel of the image, [0, H) × [0, W), and the square covers rows
+    cy − ⌊side/2⌋ … cy − ⌊side/2⌋ + side − 1 (columns likewise), clipped at the border — exactly side × side pixels
+    when it lies inside the image, fewer near the edges.
     """
 
     crop_padding: int = 4
     fill: int = 0
     flip: bool = True
     cutout: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.cutout, bool) or not isinstance(self.cutout, numbers.Integral) or self.cutout < 0:
+            raise ConfigError(f"Augment(cutout={self.cutout!r}): the Cutout side must be an int ≥ 0 (0 = off)")
 
     def sample(self, b: int, h: int, w: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
         """Draw the random parameters for a batch of ``b`` images (crop offsets, flips, Cutout centres)."""
@@ -444,9 +452,11 @@ class Augment:
         x = x.float().div_(255)
         if self.cutout:
             cy, cx = params["cy"], params["cx"]
-            half = self.cutout // 2
-            mask = (((ar_h[None, :] - cy[:, None]).abs() < half)[:, :, None]
-                    & ((ar_w[None, :] - cx[:, None]).abs() < half)[:, None, :])[:, None]  # (B,1,H,W)
+            lo = self.cutout // 2                                  # rows cy − lo … cy − lo + side − 1
+            dy = ar_h[None, :] - cy[:, None] + lo
+            dx = ar_w[None, :] - cx[:, None] + lo
+            mask = (((dy >= 0) & (dy < self.cutout))[:, :, None]
+                    & ((dx >= 0) & (dx < self.cutout))[:, None, :])[:, None]  # (B,1,H,W)
             area = mask.sum((2, 3), keepdim=True).clamp_min(1)
             mean = (x * mask).sum((2, 3), keepdim=True) / area
             x = torch.where(mask, mean, x)

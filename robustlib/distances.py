@@ -19,10 +19,11 @@ replaced here by two attacks with stated budgets:
 * :func:`min_distances` — both, per image, and their minimum (``best``); 0 for images misclassified when clean;
   ``inf`` where no attack succeeded within its budget.
 
-Statistics: :func:`error_at` (% of images with distance ≤ ε), :func:`error_curve`, :func:`mean_distance` (unbroken
-images counted at ``cap``, the largest budget tried, and reported), :func:`improvement_ratio` (arXiv v1:
-R_μ/R_e with R_e = (e_λ − e₀)/e₀ on clean error and R_μ = (μ_λ − μ₀)/μ₀ on mean distance, relative to the
-undefended model) and :func:`bootstrap_ci` for the mean distance.
+Statistics: :func:`error_at` (% of images with distance ≤ ε, up to float32 rounding: :func:`float32_tolerance`),
+:func:`error_curve`, :func:`mean_distance` (unbroken images counted at ``cap``, the largest budget tried, and
+reported), :func:`improvement_ratio` (arXiv v1: R_μ/R_e with R_e = (e_λ − e₀)/e₀ on clean error and
+R_μ = (μ_λ − μ₀)/μ₀ on mean distance, relative to the undefended model) and :func:`bootstrap_ci` for the mean
+distance.
 
 Everything runs the model in eval mode with frozen parameters (:func:`~robustlib.attacks.attack_mode`) and keeps
 every candidate inside [0, 1].
@@ -248,10 +249,37 @@ def min_distances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: At
 # ------------------------------------------------------------------------------------------------- statistics
 
 
-def error_at(dist, eps: float) -> float:
-    """% of images whose minimum adversarial distance is ≤ ε (clean errors have distance 0)."""
+#: Absolute part of :func:`float32_tolerance`: 8 half-spacings of float32 just below 1 (2⁻²⁵ each).
+FLOAT32_ABS_TOL = 2.0 ** -22
+#: Relative part of :func:`float32_tolerance` (≈ 7.6·10⁻⁶), for the float32 sum over the coordinates of an ℓ2 norm.
+FLOAT32_REL_TOL = 2.0 ** -17
+
+
+def float32_tolerance(eps: float) -> float:
+    """How far above ε a float32 perturbation that lies on the ε-ball can measure: 2⁻²² + 2⁻¹⁷·ε.
+
+    The distances are norms of ``x_adv − x`` computed in float32 on images in [0, 1]. Projecting onto the ε-ball
+    (:func:`robustlib.attacks.project`, or the PGD probes here) writes ``x ± ε`` into a float32 pixel, which rounds to
+    the float32 spacing *at the pixel's value*, not at ε: just below 1 the spacing is 2⁻²⁴, so a saturated ℓ∞
+    perturbation measures up to ε + 2⁻²⁵ ≈ ε + 3·10⁻⁸ whatever ε is (8/255 measures 8/255 + 2.8·10⁻⁸). The error is
+    therefore absolute, and a tolerance of a few float32 ulps *of ε* would be too tight at small budgets (0.5/255 is
+    off by 1.5·10⁻⁵ relative). 2⁻²² leaves a factor 8 over that rounding (it also absorbs rounding ε itself to
+    float32 and the subtraction). The relative 2⁻¹⁷·ε covers the float32 summation of an ℓ2 norm over N coordinates
+    (measured ≤ 1.4·10⁻⁶ relative for 3×224×224 images). Both stay well under budgets that differ in earnest: an
+    ℓ∞ perturbation of ε·(1 + 10⁻⁴) still counts as *above* ε for every ε ≥ 2.5·10⁻³ (≈ 0.65/255).
+    """
+    return FLOAT32_ABS_TOL + FLOAT32_REL_TOL * abs(float(eps))
+
+
+def error_at(dist, eps: float, tol: float | None = None) -> float:
+    """% of images whose minimum adversarial distance is ≤ ε (clean errors have distance 0).
+
+    Distances are float32 norms, so "≤ ε" allows ``tol`` above ε (default :func:`float32_tolerance`): an image broken
+    by a perturbation projected onto the ε-ball counts as broken at ε, not as robust there.
+    """
     d = np.asarray(dist, dtype=float)
-    return 100.0 * float(np.mean(d <= eps + 1e-12)) if len(d) else float("nan")
+    tol = float32_tolerance(eps) if tol is None else float(tol)
+    return 100.0 * float(np.mean(d <= eps + tol)) if len(d) else float("nan")
 
 
 def error_curve(dist, grid: Sequence[float]) -> np.ndarray:

@@ -89,6 +89,8 @@ class TrainConfig:
         d = self.describe()
         for k in ("compile", "nan_check_every"):
             d.pop(k, None)
+        if self.augment is not None and self.augment.cutout:
+            d["cutout_version"] = 2   # 2: the authors' 16×16 square (1 drew 15×15): older runs are not reused
         return d
 
 

@@ -294,3 +294,17 @@ def test_chapter_plans_every_row_and_runs_a_part_in_the_smoke_profile(tmp_path, 
     assert ("cifar10_w4", "AdvProp") in rows and ("cifar10_w8", "Vanilla") in rows      # missing rows kept
     assert ("cost", "AdvProp (PGD-1)") in rows
     results.validate(chapter.document())
+
+
+def test_zoom_blur_docstring_states_the_factors_the_table_computes():
+    """The module docstring lists the zoom factors per severity; they must be what ``np.arange(1, c, 0.01)`` of the
+    parameter table gives (numpy's float range includes 1.06 and 1.11, not 1.16, 1.21, 1.26)."""
+    import re
+    import numpy as np
+    from robustlib import corruptions as corr
+    doc = " ".join(corr.__doc__.split())
+    stated = re.findall(r"1\.00…(\d\.\d\d) \((?:(\d+) zooms|(\d+))\)", doc)
+    assert len(stated) == 5, doc
+    for c, (end, n1, n2) in zip(corr.PARAMS["zoom_blur"], stated):
+        factors = np.arange(1, c, 0.01)
+        assert f"{factors[-1]:.2f}" == end and len(factors) == int(n1 or n2)

@@ -144,3 +144,36 @@ def test_batch_iterator_epochs_are_reproducible_and_cover_the_data():
     assert not all(torch.equal(a, b) for a, b in zip(e0, [y for _, y in it.epoch(1)]))
     full = BatchIterator(ds, 32, shuffle=False, drop_last=False)
     assert torch.equal(torch.cat([y for _, y in full]), ds.y)
+
+
+def _checker(b: int, h: int, w: int) -> torch.Tensor:
+    """uint8 images of 0/255 checks: any Cutout patch's mean (≈ ½) differs from every pixel it replaces."""
+    c = ((torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2).to(torch.uint8) * 255
+    return c.expand(b, 3, h, w).contiguous()
+
+
+def test_cutout_16_zeroes_a_16x16_patch_and_its_centre_covers_every_pixel():
+    """Finlay & Oberman's "Cutout 16" (DeVries & Taylor's Cutout): side exactly 16 inside the image, centre uniform
+    over all H × W pixels, the square clipped at the border."""
+    aug = Augment(crop_padding=0, flip=False, cutout=16)
+    x = _checker(3, 32, 32)
+    params = {"oy": torch.zeros(3, dtype=torch.long), "ox": torch.zeros(3, dtype=torch.long),
+              "cy": torch.tensor([16, 0, 31]), "cx": torch.tensor([10, 0, 31])}
+    changed = (aug.apply(x, params) != x.float() / 255).any(1)            # (B, H, W)
+    assert changed[0].sum() == 256                                        # interior: 16 × 16
+    rows, cols = torch.nonzero(changed[0], as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (8, 23, 2, 17)
+    assert changed[1].sum() == 8 * 8 and changed[2].sum() == 9 * 9       # corners: rows/cols c−8 … c+7, clipped
+    g = torch.Generator().manual_seed(0)
+    p = aug.sample(4000, 32, 32, g, "cpu")
+    assert set(p["cy"].tolist()) == set(range(32)) and set(p["cx"].tolist()) == set(range(32))
+    with pytest.raises(rl.ConfigError, match="Cutout side"):
+        Augment(cutout=-1)
+
+
+def test_clips_of_another_length_than_the_video_model_is_built_for_are_refused():
+    from robustlib.models.video import synthetic_clips, unstack_clips
+    clips = synthetic_clips("test", 4, frames=5, size=16).images()           # 4 × 3 × (5·16) × 16
+    assert unstack_clips(clips, 5).shape == (4, 3, 5, 16, 16)
+    with pytest.raises(rl.ConfigError, match="frames=3"):
+        unstack_clips(clips, 3)

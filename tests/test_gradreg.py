@@ -403,3 +403,20 @@ def test_architecture_facts_show_the_logit_relu_and_the_paper_size():
     facts = ch.architecture_facts()
     assert facts["min_logit_random_images"] >= 0.0
     assert facts["parameters_M"] == pytest.approx(3.9, abs=0.1)   # the paper notes: ≈ 3.9 M parameters
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 8 / 255), ("linf", 2 / 255), ("l2", 0.5)])
+def test_error_at_counts_a_projected_perturbation_as_within_its_budget(norm, eps):
+    """A float32 perturbation projected onto the ε-ball measures ε + ~3·10⁻⁸ (rounding at the pixel's value); it is
+    an error at ε. One of ε·(1 + 10⁻⁴) is not."""
+    from robustlib.attacks import project
+    from robustlib.distances import perturbation_norm
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(128, 240, (64, 3, 16, 16), generator=g).float() / 255    # pixels in [0.5, 1 − ε]
+    push = torch.ones_like(x) if norm == "linf" else torch.randn(x.shape, generator=g) * 0.1 + 0.5 / 255
+    on_ball = perturbation_norm(project(x + push, x, eps, norm) - x, norm).numpy()
+    assert np.abs(on_ball - eps).max() < 1e-6                                 # really on the sphere
+    assert error_at(on_ball, eps) == 100.0
+    outside = perturbation_norm(project(x + push, x, eps * (1 + 1e-4), norm) - x, norm).numpy()
+    assert error_at(outside, eps) == 0.0
+    assert error_at(outside, eps * (1 + 1e-4)) == 100.0

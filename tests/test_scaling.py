@@ -21,8 +21,10 @@ def small():
 
 
 def _cfg(**kw):
+    # fp32: the K-process ↔ one-process equivalence is exact up to summation order, which bf16 would swamp (a CPU
+    # with native bf16 picks bf16 under amp="auto")
     base = dict(epochs=2, batch_size=32, augment=rl.Augment(), schedule={"name": "constant", "lr": 0.05}, seed=0,
-                ema=(0.9,))
+                ema=(0.9,), amp="off")
     base.update(kw)
     return rl.TrainConfig(**base)
 
@@ -117,3 +119,68 @@ def _gather_worker(rank, world):
 def test_batch_coupling_collectives_match_one_process():
     """gather_rows (for NuAT's batch-wide nuclear norm) and GlobalBatchNorm give the single-process gradients."""
     _spawn_workers(_gather_worker)
+
+
+# ------------------------------------------------------------------ the launch spec loads without running code
+
+_UNPICKLED: list = []
+
+
+def _record_call(*args):
+    _UNPICKLED.append(args)
+    return args
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return _record_call, ("unpickled",)
+
+
+def test_spawn_writes_a_spec_that_loads_with_weights_only(small, tmp_path, monkeypatch):
+    """What travels to the workers (model, method with an attack, data, config, selector) is plain data and tensors:
+    ``torch.load(weights_only=True)`` reads the file, and :func:`launch.load_spec` rebuilds equal objects."""
+    import subprocess
+    from robustlib.attacks import PGD
+    monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))
+    torch.manual_seed(0)
+    model, method = tiny_resnet(), PGDAT(8 / 255, 2 / 255, 2)
+    selector = rl.Selector(small.head(32), PGD(8 / 255, 2 / 255, 3))
+    launch.spawn(model, method, small, _cfg(), tmp_path, 2, "cpu", selector, "key")
+    raw = torch.load(tmp_path / "spec.pt", weights_only=True)
+    assert raw["format"] == launch.SPEC_FORMAT
+    spec = launch.load_spec(tmp_path / "spec.pt")
+    assert (spec["device"], spec["name"], spec["out_dir"]) == ("cpu", "key", str(tmp_path))
+    assert repr(spec["method"]) == repr(method) and spec["config"] == dataclasses.replace(_cfg(), data_shards=2)
+    assert torch.equal(spec["data"].x, small.x) and spec["data"].classes == small.classes
+    assert torch.equal(spec["selector"].data.x, small.x[:32]) and repr(spec["selector"].attack) == repr(selector.attack)
+    x = small.images()[:4]
+    model.eval(), spec["model"].eval()
+    with torch.no_grad():
+        assert torch.equal(spec["model"](x), model(x))
+
+
+def test_a_spec_holding_a_pickled_object_is_refused_without_running_it(tmp_path):
+    path = tmp_path / "spec.pt"
+    torch.save({"format": launch.SPEC_FORMAT, "spec": {"model": _RunsCodeWhenUnpickled()}}, path)
+    _UNPICKLED.clear()
+    with pytest.raises(launch.LaunchError, match="pickled objects"):
+        launch.main([str(path)])
+    assert _UNPICKLED == []
+    # plain data that names a class or function outside robustlib/torch/torchvision is refused too
+    torch.save({"format": launch.SPEC_FORMAT, "spec": {"model": {"~": "global", "ref": "os:system"}}}, path)
+    with pytest.raises(launch.LaunchError, match="only classes and functions of the packages"):
+        launch.load_spec(path)
+    torch.save({"format": launch.SPEC_FORMAT, "spec": {"model": {"~": "global", "ref": "torch:os.system"}}}, path)
+    with pytest.raises(launch.LaunchError, match="only classes and functions of the packages"):
+        launch.load_spec(path)
+    torch.save({"format": launch.SPEC_FORMAT, "spec": {"model": {"~": "object", "cls": "subprocess:Popen",
+                                                                 "state": {}}}}, path)
+    with pytest.raises(launch.LaunchError, match="'subprocess:Popen'"):
+        launch.load_spec(path)
+
+
+def test_save_spec_names_what_cannot_travel(tmp_path):
+    method = Standard()
+    method.weight_fn = lambda t: t
+    with pytest.raises(launch.LaunchError, match=r"method\.weight_fn .*lambdas"):
+        launch.save_spec(tmp_path / "spec.pt", {"method": method})

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torchvision.models.video import resnet as tvr
 
 from ..data import ArrayDataset, load_synthetic
+from ..errors import ConfigError
 from .staged import StagedNet
 from .registry import register_model
 
@@ -54,8 +55,7 @@ class _ClipInput(nn.Module):
         if x.ndim == 4:
             if not self.frames:
                 raise ValueError("a 4-D input needs a model built with frames=T (frames stacked along the height)")
-            n, c, th, w = x.shape
-            x = x.reshape(n, c, self.frames, th // self.frames, w)
+            x = unstack_clips(x, self.frames)
         return self.norm(x)
 
 
@@ -205,6 +205,10 @@ def synthetic_clips(split: str = "train", n: int | None = None, *, num_classes: 
 
 
 def unstack_clips(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """N×C×(T·H)×W → N×C×T×H×W."""
+    """N×C×(T·H)×W → N×C×T×H×W. A stack whose height is not a multiple of T (clips of another length than the
+    model was built for) raises :class:`~robustlib.errors.ConfigError`."""
     n, c, th, w = x.shape
+    if th % frames:
+        raise ConfigError(f"clips of height {th} cannot hold {frames} stacked frames (the height must be T·H): the "
+                          f"data were cut with another clip length than the model's frames={frames}")
     return x.reshape(n, c, frames, th // frames, w)
