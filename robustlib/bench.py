@@ -7,22 +7,42 @@ fraction of the GPU's dense bf16 peak; and the evaluation time of PGD-20 and Aut
 images. Inputs are synthetic CIFAR-shaped images: throughput does not depend on pixel values, and the benchmark then
 needs no data folder.
 
+Each method is timed the way robustlib trains it (:class:`~robustlib.training.Trainer`: device-resident data and
+augmentation, bf16 autocast + channels_last where :attr:`Trainer.precision` resolves to them, input-gradient-only
+attacks). NuAT is timed at its full λ (4.5, no ramp) with the alternation running, so that both nuclear-norm terms
+are computed as in every epoch after the first (epoch 0 has λ = 0), on the ResNet-18 with the official block
+(``extra_relu=True``) when the model is ``resnet18``.
+
+``reference=True`` (``--reference``) times, in the same call and interleaved round by round with robustlib's loop,
+a **reference loop written the way the authors' scripts are** (:class:`ReferenceLoop`): a ``torch.utils.data``
+``DataLoader`` (shuffled, the scripts' worker count capped at ``os.cpu_count()``) over a Dataset of PIL images with
+``transforms.Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), ToTensor()])``, fp32, eager,
+``model.train()``, SGD, and the method's step written out as in Wong et al.'s ``train_fgsm.py`` (FBF) and
+``NuAT_cifar10.py`` (NuAT), for the same model, batch size, number of warm-up and timed steps. It reports robustlib's
+speed as a ratio to it. Where the reference differs from the scripts on purpose: no ``Normalize`` in FBF's transform
+(the same model object is timed on both sides, and robustlib's models take [0, 1] inputs); a constant learning rate
+instead of the scripts' per-iteration ``CyclicLR``; no per-step console printing (the NuAT script's print syncs every
+step); and no ``cudnn.benchmark`` switch (global state).
+
 It writes JSON (``--out``; keys include ``hardware``, ``standard_epoch_s``, ``nuat_epoch_s``, ``pgd10_epoch_s``,
-``autoattack_1000_s``) and a Markdown table beside it, and prints the table.
+``autoattack_1000_s``, and with the reference ``<method>_reference_images_per_s`` and ``<method>_speedup``) and a
+Markdown table beside it, and prints the table.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from .attacks import PGD, AutoAttack
 from .data import Augment, load_dataset
+from .errors import ConfigError, UnknownNameError
 from .evaluation import evaluate
 from .methods import METHODS, PGDAT, Standard, fbf
 from .methods.base import Step
@@ -31,6 +51,9 @@ from .training import TrainConfig, Trainer
 from .utils import atomic_write_text, hardware_info, hardware_label, package_versions, resolve_device
 
 EPS = 8 / 255
+NUAT_ALPHA = 4 / 255          # Bernoulli start magnitude of NuAT's scripts
+NUAT_LAM = 4.5                # NuAT's λ_max (ResNet-18 script); timed without the ramp on both sides
+LR = 0.01                     # constant learning rate of both timed loops
 # Dense bf16 tensor-core peak used for the utilisation column (TFLOP/s). H200: measured 8192³ GEMM ceiling on this
 # project's machine (performance notes); others: vendor dense figures.
 PEAK_BF16_TFLOPS = {"H200": 790.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
@@ -41,7 +64,7 @@ def _method_specs() -> dict[str, tuple[int, int, Callable]]:
     specs = {
         "standard": (128, 50000, lambda: Standard()),
         "fbf": (128, 50000, lambda: fbf(EPS)),
-        "nuat": (64, 49000, lambda: METHODS.build("nuat")),
+        "nuat": (64, 49000, lambda: METHODS.build("nuat", lam_max=NUAT_LAM, ramp=False)),
         "pgd10": (128, 50000, lambda: PGDAT(EPS, 2 / 255, 10, name="PGD-10 AT")),
         "trades10": (128, 50000, lambda: METHODS.build("trades", steps=10)),
     }
@@ -52,12 +75,32 @@ def _method_specs() -> dict[str, tuple[int, int, Callable]]:
     return specs
 
 
+def _model_kwargs(method: str, model: str, model_kwargs: dict | None) -> dict:
+    """The model's keyword arguments for ``method``: NuAT's ResNet-18 gets the official block (``extra_relu``)."""
+    kw = dict(model_kwargs or {})
+    if method == "nuat" and model == "resnet18":
+        kw.setdefault("extra_relu", True)
+    return kw
+
+
 def peak_tflops(hw: dict) -> float | None:
     name = hw.get("gpu") or ""
     for key, v in PEAK_BF16_TFLOPS.items():
         if key in name:
             return v
     return None
+
+
+def speed_ratio(images_per_s: float, reference_images_per_s: float) -> float:
+    """robustlib's speed as a multiple of the reference loop's (both measured in images per second)."""
+    if not reference_images_per_s > 0:
+        raise ConfigError(f"the reference loop's speed must be > 0 images/s, got {reference_images_per_s!r}")
+    return images_per_s / reference_images_per_s
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def _flops_per_step(trainer: Trainer, x, y) -> float:
@@ -83,44 +126,276 @@ def _flops_per_step(trainer: Trainer, x, y) -> float:
     return float(Count.total)
 
 
+# ----------------------------------------------------------------------------------------------- robustlib's loop
+
+class RobustlibLoop:
+    """robustlib's training loop for the benchmark: a :class:`Trainer` stepped by hand over ``steps`` batches of
+    synthetic CIFAR-shaped images (one epoch, device-resident data and augmentation), inputs in the Trainer's memory
+    format, the iteration counter advancing (NuAT's alternation runs)."""
+
+    def __init__(self, method: str, *, device, model: str = "resnet18", model_kwargs: dict | None = None,
+                 batch_size: int | None = None, steps: int = 23, compile: dict | None = None, seed: int = 0):
+        specs = _method_specs()
+        bs, self.epoch_images, factory = specs[method]
+        self.method, self.batch_size = method, batch_size or bs
+        self.device = resolve_device(device)
+        data = load_dataset("synthetic", "train", n=self.batch_size * steps, size=32)
+        cfg = TrainConfig(epochs=1, batch_size=self.batch_size, schedule={"name": "constant", "lr": LR},
+                          augment=Augment(), compile=compile)
+        torch.manual_seed(seed)
+        self.trainer = Trainer(build_model(model, **_model_kwargs(method, model, model_kwargs)), factory(), data,
+                               cfg, device=self.device, progress_bar=False, name=f"bench-{method}")
+        self.trainer.model.train()
+        self.trainer._set_hyperparameters(0.0)
+        self._it = iter(self.trainer.batches.epoch(0))
+        self.counter = 0
+        self.losses: list[torch.Tensor] = []
+
+    @property
+    def precision(self) -> dict:
+        return self.trainer.precision
+
+    def run(self, n: int) -> float:
+        """``n`` training steps (data and augmentation included); returns their wall-clock seconds."""
+        tr = self.trainer
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            x, y = next(self._it)
+            if tr.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, _ = tr.train_step(x, y, Step(0, self.counter, self.counter, tr))
+            self.counter += 1
+            self.losses.append(loss)
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+    def measurements(self, n_images: int, seconds: float, passes_per_sample: float) -> dict:
+        """The row of :func:`bench_training` for ``n_images`` trained in ``seconds`` (FLOPs counted on one more
+        step, which the caller's ``passes_per_sample`` must not include)."""
+        tr = self.trainer
+        passes = passes_per_sample
+        x, y = next(iter(tr.batches.epoch(1)))
+        if tr.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        flops = _flops_per_step(tr, x, y) / self.batch_size
+        ips = n_images / seconds
+        return {"method": self.method, "batch_size": self.batch_size, "images_per_s": ips,
+                "epoch_s": self.epoch_images / ips, "epoch_images": self.epoch_images, "passes_per_sample": passes,
+                "gflop_per_image": flops / 1e9, "tflops": flops * ips / 1e12,
+                "timed_batches": n_images // self.batch_size, "compile": tr.config.compile is not None,
+                "precision": dict(self.precision)}
+
+
 def bench_training(method: str, *, device, model: str = "resnet18", model_kwargs: dict | None = None,
                    batches: int = 20, warmup: int = 3, compile: dict | None = None,
                    batch_size: int | None = None) -> dict:
     """Time ``batches`` training steps of ``method`` after ``warmup`` steps; returns a dict of measurements."""
-    specs = _method_specs()
-    bs, epoch_images, factory = specs[method]
-    bs = batch_size or bs
-    dev = resolve_device(device)
-    size = 32
-    data = load_dataset("synthetic", "train", n=bs * (batches + warmup), size=size)
-    cfg = TrainConfig(epochs=1, batch_size=bs, schedule={"name": "constant", "lr": 0.01}, augment=Augment(),
-                      compile=compile)
-    torch.manual_seed(0)
-    trainer = Trainer(build_model(model, **(model_kwargs or {})), factory(), data, cfg, device=dev,
-                      progress_bar=False, name=f"bench-{method}")
-    it = trainer.batches.epoch(0)
-    step = Step(0, 0, 0, trainer)
-    for _ in range(warmup):
-        trainer.train_step(*next(it), step)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    samples0 = trainer.meter.samples
-    passes0 = trainer.meter.total_passes
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        trainer.train_step(*next(it), step)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - t0
-    n = trainer.meter.samples - samples0
-    passes = (trainer.meter.total_passes - passes0) / max(n, 1)
-    x, y = next(iter(trainer.batches.epoch(1)))
-    flops = _flops_per_step(trainer, x, y) / bs
-    ips = n / seconds
-    return {"method": method, "batch_size": bs, "images_per_s": ips, "epoch_s": epoch_images / ips,
-            "epoch_images": epoch_images, "passes_per_sample": passes, "gflop_per_image": flops / 1e9,
-            "tflops": flops * ips / 1e12, "timed_batches": batches, "compile": compile is not None}
+    loop = RobustlibLoop(method, device=device, model=model, model_kwargs=model_kwargs, batch_size=batch_size,
+                         steps=batches + warmup, compile=compile)
+    loop.run(warmup)
+    samples0, passes0 = loop.trainer.meter.samples, loop.trainer.meter.total_passes
+    seconds = loop.run(batches)
+    n = loop.trainer.meter.samples - samples0
+    return loop.measurements(n, seconds, (loop.trainer.meter.total_passes - passes0) / max(n, 1))
 
+
+# ------------------------------------------------------------------------------------ the authors' scripts' loop
+
+# DataLoader workers of the scripts: Wong et al.'s CIFAR-10 loaders (FBF's ``train_fgsm.py``; plain training is the
+# same script without the attack) use 2; NuAT's ``NuAT_cifar10.py`` passes none, i.e. loads in the main process.
+REFERENCE_WORKERS = {"standard": 2, "fbf": 2, "nuat": 0}
+
+
+class PILImages(torch.utils.data.Dataset):
+    """uint8 N×C×H×W images served as torchvision's CIFAR-10 Dataset serves them: each item is a PIL image (made
+    from the H×W×C array) passed through ``transform``, with its integer label."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform=None):
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ConfigError(f"PILImages needs uint8 N×C×H×W images, got {x.dtype} {tuple(x.shape)}")
+        self.data = x.permute(0, 2, 3, 1).contiguous().numpy()      # N×H×W×C, like torchvision's CIFAR10.data
+        self.targets = [int(t) for t in y]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def image(self, i: int):
+        from PIL import Image
+        return Image.fromarray(self.data[i])
+
+    def __getitem__(self, i: int):
+        img = self.image(i)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.targets[i]
+
+
+def script_transform():
+    """The scripts' training transform: RandomCrop(32, padding=4) (zero fill), RandomHorizontalFlip, ToTensor."""
+    from torchvision import transforms
+    return transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                               transforms.ToTensor()])
+
+
+def _reference_standard(loop: "ReferenceLoop", x, y):
+    out = loop.model(x)
+    loss = F.cross_entropy(out, y)
+    loop.optimizer.zero_grad()
+    loss.backward()
+    loop.optimizer.step()
+    return loss
+
+
+def _reference_fbf(loop: "ReferenceLoop", x, y):
+    """FGSM from a uniform start, as ``train_fgsm.py``: δ ~ U(−ε, ε) with x + δ kept in the image range, one signed
+    step of α = 1.25ε on CE (a train-mode forward and a full ``backward()``, weight gradients included), δ clamped to
+    [−ε, ε] and x + δ to the image range, then the update on CE(x + δ)."""
+    model, opt, eps = loop.model, loop.optimizer, loop.eps
+    alpha = 1.25 * eps
+    delta = torch.zeros_like(x).uniform_(-eps, eps)
+    delta = torch.max(torch.min(delta, 1 - x), -x)
+    delta.requires_grad_(True)
+    loss = F.cross_entropy(model(x + delta), y)
+    loss.backward()
+    grad = delta.grad.detach()
+    d = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+    d = torch.max(torch.min(d, 1 - x), -x)
+    out = model(x + d)
+    loss = F.cross_entropy(out, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _reference_nuat(loop: "ReferenceLoop", x, y):
+    """Single-step NuAT, as ``NuAT_cifar10.py``: a train-mode clean forward kept with its graph (the attack's
+    reference), a Bernoulli ±α start clipped to [0, 1], then in eval mode one signed step of ε on CE (+ λ·‖f(x') −
+    f(x)‖_*/B on odd iterations) through a full ``backward()``, projection onto the ε-ball and [0, 1]; then train-mode
+    forwards of the adversarial and clean batches and the update on CE(clean) + λ·‖f(x̃) − f(x)‖_*/B."""
+    model, opt, eps, lam, b = loop.model, loop.optimizer, loop.eps, loop.lam, len(x)
+    out = model(x)
+    x0 = (x + loop.alpha * torch.sign(0.5 - torch.rand_like(x))).clamp(0, 1)
+    model.eval()
+    xa = x0.clone().requires_grad_(True)
+    rout = model(xa)
+    cost = F.cross_entropy(rout, y)
+    if loop.counter % 2:
+        cost = cost + lam * torch.linalg.matrix_norm(out - rout, ord="nuc") / b
+    cost.backward()
+    xa = (x0 + eps * xa.grad.sign()).clamp(0, 1)
+    xa = (x + (xa - x).clamp(-eps, eps)).clamp(0, 1)
+    model.train()
+    opt.zero_grad()
+    adv_out = model(xa)
+    out = model(x)
+    loss = F.cross_entropy(out, y) + lam * torch.linalg.matrix_norm(out - adv_out, ord="nuc") / b
+    loss.backward()
+    opt.step()
+    return loss
+
+
+REFERENCE_STEPS: dict[str, Callable] = {"standard": _reference_standard, "fbf": _reference_fbf,
+                                        "nuat": _reference_nuat}
+
+
+class ReferenceLoop:
+    """A training loop written the way the authors' scripts are: a shuffled ``DataLoader`` over PIL images with
+    torchvision transforms (:func:`script_transform`; ``workers`` as the script, at most ``os.cpu_count()``), fp32,
+    eager, ``model.train()``, SGD (momentum 0.9, weight decay 5e-4, constant LR), and the method's step written out
+    (:data:`REFERENCE_STEPS`). Built on the same model type, batch size and synthetic images as
+    :class:`RobustlibLoop`."""
+
+    def __init__(self, method: str, *, device, model: str = "resnet18", model_kwargs: dict | None = None,
+                 batch_size: int | None = None, steps: int = 23, workers: int | None = None, seed: int = 0):
+        if method not in REFERENCE_STEPS:
+            raise UnknownNameError("reference method", method, REFERENCE_STEPS)
+        self.method = method
+        self.batch_size = batch_size or _method_specs()[method][0]
+        self.device = resolve_device(device)
+        self.eps, self.alpha, self.lam = EPS, NUAT_ALPHA, NUAT_LAM
+        self._step = REFERENCE_STEPS[method]
+        torch.manual_seed(seed)
+        self.model = build_model(model, **_model_kwargs(method, model, model_kwargs)).to(self.device)
+        self.model.train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
+        data = load_dataset("synthetic", "train", n=self.batch_size * steps, size=32)
+        self.dataset = PILImages(data.x, data.y, script_transform())
+        wanted = REFERENCE_WORKERS[method] if workers is None else workers
+        self.workers = max(0, min(int(wanted), os.cpu_count() or 1))
+        self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True,
+                                                  num_workers=self.workers,
+                                                  pin_memory=self.device.type == "cuda" and method != "nuat")
+        self._it = iter(self.loader)
+        self.counter = 0
+        self.losses: list[torch.Tensor] = []
+
+    precision = {"amp": "fp32", "channels_last": False}
+
+    def run(self, n: int) -> float:
+        """``n`` training steps (loading, PIL transforms and the host-to-device copy included); returns seconds."""
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            x, y = next(self._it)
+            x, y = x.to(self.device), y.to(self.device)
+            loss = self._step(self, x, y)
+            self.counter += 1
+            self.losses.append(loss.detach())
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop the DataLoader's worker processes."""
+        self._it = None
+
+
+def reference_loop(method: str, **kw) -> ReferenceLoop:
+    """:class:`ReferenceLoop` for ``method`` (one of :data:`REFERENCE_STEPS`)."""
+    return ReferenceLoop(method, **kw)
+
+
+def bench_pair(method: str, *, device, model: str = "resnet18", model_kwargs: dict | None = None,
+               batches: int = 20, warmup: int = 3, rounds: int = 1, compile: dict | None = None,
+               batch_size: int | None = None, workers: int | None = None) -> dict:
+    """Time robustlib's loop and the reference loop for ``method`` in one call: both warm up for ``warmup`` steps,
+    then ``rounds`` rounds alternate ``batches`` timed steps of robustlib's loop with ``batches`` of the reference
+    (so background load hits both alike). Returns :func:`bench_training`'s row plus ``reference_images_per_s``,
+    ``speedup`` (robustlib ÷ reference), both sides' resolved ``precision``, the reference's DataLoader workers and
+    the per-round speeds."""
+    if method not in REFERENCE_STEPS:
+        raise UnknownNameError("reference method", method, REFERENCE_STEPS)
+    if rounds < 1 or batches < 1:
+        raise ConfigError(f"rounds and batches must be ≥ 1, got rounds={rounds}, batches={batches}")
+    steps = warmup + rounds * batches
+    lib = RobustlibLoop(method, device=device, model=model, model_kwargs=model_kwargs, batch_size=batch_size,
+                        steps=steps, compile=compile)
+    ref = ReferenceLoop(method, device=device, model=model, model_kwargs=model_kwargs,
+                        batch_size=lib.batch_size, steps=steps, workers=workers)
+    try:
+        lib.run(warmup)
+        ref.run(warmup)
+        samples0, passes0 = lib.trainer.meter.samples, lib.trainer.meter.total_passes
+        lib_s, ref_s = [], []
+        for _ in range(rounds):
+            lib_s.append(lib.run(batches))
+            ref_s.append(ref.run(batches))
+    finally:
+        ref.close()
+    n = lib.trainer.meter.samples - samples0
+    row = lib.measurements(n, sum(lib_s), (lib.trainer.meter.total_passes - passes0) / max(n, 1))
+    per_round = batches * lib.batch_size
+    ref_ips = rounds * per_round / sum(ref_s)
+    row.update(reference_images_per_s=ref_ips, speedup=speed_ratio(row["images_per_s"], ref_ips),
+               reference_precision=dict(ref.precision), reference_workers=ref.workers, rounds=rounds,
+               round_images_per_s=[per_round / t for t in lib_s],
+               reference_round_images_per_s=[per_round / t for t in ref_s])
+    return row
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
 
 def bench_evaluation(*, device, model: str = "resnet18", model_kwargs: dict | None = None, n: int = 1000,
                      batch_size: int = 500, autoattack: bool = True, train_steps: int = 200,
@@ -168,34 +443,52 @@ def bench_evaluation(*, device, model: str = "resnet18", model_kwargs: dict | No
 def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: str = "resnet18",
         model_kwargs: dict | None = None, batches: int = 20, warmup: int = 3, eval_images: int = 1000,
         autoattack: bool = True, compile: dict | None = None, out: str | Path | None = None, log=print,
-        eval_train_steps: int = 200, eval_checkpoint: str | Path | None = None) -> dict:
-    """Run the benchmark; returns (and optionally writes) the results dict."""
+        eval_train_steps: int = 200, eval_checkpoint: str | Path | None = None, reference: bool = False,
+        rounds: int = 1, reference_workers: int | None = None, evaluation: bool = True,
+        batch_size: int | None = None) -> dict:
+    """Run the benchmark; returns (and optionally writes) the results dict.
+
+    ``reference=True`` times each method against :class:`ReferenceLoop` too (:func:`bench_pair`; methods default to
+    those with a reference loop); ``evaluation=False`` skips the attack timings; ``batch_size`` replaces the papers'
+    batch sizes (for quick checks)."""
     dev = resolve_device(device)
     specs = _method_specs()
+    if reference:
+        specs = {k: v for k, v in specs.items() if k in REFERENCE_STEPS}
     methods = list(methods or specs)
     unknown = [m for m in methods if m not in specs]
     if unknown:
-        from .errors import UnknownNameError
-        raise UnknownNameError("benchmark method", unknown[0], specs)
+        raise UnknownNameError("reference method" if reference else "benchmark method", unknown[0], specs)
     hw = hardware_info(dev)
     rows = []
     for m in methods:
-        log(f"[bench] {m} …")
-        rows.append(bench_training(m, device=dev, model=model, model_kwargs=model_kwargs, batches=batches,
-                                   warmup=warmup, compile=compile))
+        log(f"[bench] {m}{' and its reference loop' if reference else ''} …")
+        if reference:
+            rows.append(bench_pair(m, device=dev, model=model, model_kwargs=model_kwargs, batches=batches,
+                                   warmup=warmup, rounds=rounds, compile=compile, workers=reference_workers,
+                                   batch_size=batch_size))
+        else:
+            rows.append(bench_training(m, device=dev, model=model, model_kwargs=model_kwargs, batches=batches,
+                                       warmup=warmup, compile=compile, batch_size=batch_size))
     peak = peak_tflops(hw)
     for r in rows:
         r["peak_fraction"] = r["tflops"] / peak if peak else None
-    log("[bench] evaluation …")
-    ev = bench_evaluation(device=dev, model=model, model_kwargs=model_kwargs, n=eval_images, autoattack=autoattack,
-                          train_steps=eval_train_steps, checkpoint=eval_checkpoint)
+    ev = {}
+    if evaluation:
+        log("[bench] evaluation …")
+        ev = bench_evaluation(device=dev, model=model, model_kwargs=model_kwargs, n=eval_images,
+                              autoattack=autoattack, train_steps=eval_train_steps, checkpoint=eval_checkpoint)
+    amps = sorted({r["precision"]["amp"] for r in rows})
     doc = {"paper": "bench", "hardware": hw, "versions": package_versions(), "model": model,
-           "model_kwargs": model_kwargs or {}, "amp": "bf16" if dev.type == "cuda" else "fp32",
-           "peak_bf16_tflops": peak, "methods": rows, **ev,
+           "model_kwargs": model_kwargs or {}, "amp": "/".join(amps) if amps else "–",
+           "peak_bf16_tflops": peak, "methods": rows, "reference": reference, **ev,
            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for r in rows:
         doc[f"{r['method']}_epoch_s"] = r["epoch_s"]
         doc[f"{r['method']}_images_per_s"] = r["images_per_s"]
+        if "speedup" in r:
+            doc[f"{r['method']}_reference_images_per_s"] = r["reference_images_per_s"]
+            doc[f"{r['method']}_speedup"] = r["speedup"]
     table = markdown(doc)
     log(table)
     if out is not None:
@@ -207,8 +500,16 @@ def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: st
 
 def frame(doc: dict) -> pd.DataFrame:
     df = pd.DataFrame(doc["methods"])
-    return df[["method", "batch_size", "images_per_s", "epoch_s", "passes_per_sample", "gflop_per_image", "tflops",
-               "peak_fraction"]]
+    cols = ["method", "batch_size", "images_per_s", "epoch_s", "passes_per_sample", "gflop_per_image", "tflops",
+            "peak_fraction"]
+    cols += [c for c in ("reference_images_per_s", "speedup") if c in df]
+    return df[cols]
+
+
+def _precision_label(p: dict | None) -> str:
+    if not p:
+        return "–"
+    return p["amp"] + (", channels-last" if p.get("channels_last") else "")
 
 
 def markdown(doc: dict) -> str:
@@ -216,18 +517,35 @@ def markdown(doc: dict) -> str:
     hw = hardware_label(doc["hardware"])
     kw = doc.get("model_kwargs") or {}
     model = f"`{doc['model']}`" + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
+    ref = any("speedup" in r for r in doc["methods"])
+    head = "| method | batch | images/s | s per epoch | N per sample | GFLOP/image | TFLOP/s | of bf16 peak |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    if ref:
+        head += " precision | reference images/s | reference precision | robustlib ÷ reference |"
+        rule += "---|---|---|---|"
     lines = [f"Measured on **{hw}**, {doc['amp']}, model {model}, torch {doc['versions'].get('torch')}, "
-             f"{doc['created']}.", "",
-             "| method | batch | images/s | s per epoch | N per sample | GFLOP/image | TFLOP/s | of bf16 peak |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{doc['created']}.", "", head, rule]
     for r in doc["methods"]:
         frac = f"{100 * r['peak_fraction']:.1f} %" if r.get("peak_fraction") else "–"
-        lines.append(f"| {r['method']} | {r['batch_size']} | {r['images_per_s']:.0f} | {r['epoch_s']:.1f} | "
-                     f"{r['passes_per_sample']:.0f} | {r['gflop_per_image']:.2f} | {r['tflops']:.2f} | {frac} |")
-    aa = ""
-    if "autoattack_1000_s" in doc:
-        aa = f", AutoAttack (standard) {doc['autoattack_1000_s']:.1f} s (robust accuracy {doc['eval_aa']:.1f} %)"
-    lines += ["", f"Evaluation, scaled to 1 000 images (measured on {doc['eval_images']}; model: {doc['eval_model']}, "
-                  f"clean {doc['eval_clean']:.1f} %, PGD-20 {doc['eval_pgd20']:.1f} %): PGD-20 "
-                  f"{doc['pgd20_1000_s']:.1f} s{aa}."]
+        line = (f"| {r['method']} | {r['batch_size']} | {r['images_per_s']:.0f} | {r['epoch_s']:.1f} | "
+                f"{r['passes_per_sample']:.0f} | {r['gflop_per_image']:.2f} | {r['tflops']:.2f} | {frac} |")
+        if ref:
+            if "speedup" in r:
+                line += (f" {_precision_label(r.get('precision'))} | {r['reference_images_per_s']:.0f} | "
+                         f"{_precision_label(r.get('reference_precision'))}, {r['reference_workers']} workers | "
+                         f"{r['speedup']:.2f}× |")
+            else:
+                line += f" {_precision_label(r.get('precision'))} | – | – | – |"
+        lines.append(line)
+    if ref:
+        lines += ["", "Reference: the authors' scripts' loop (torchvision `DataLoader` over PIL images with "
+                      "RandomCrop/RandomHorizontalFlip/ToTensor, fp32, eager, SGD), same model, batch and steps, "
+                      "timed in the same run, interleaved with robustlib's loop."]
+    if "pgd20_1000_s" in doc:
+        aa = ""
+        if "autoattack_1000_s" in doc:
+            aa = f", AutoAttack (standard) {doc['autoattack_1000_s']:.1f} s (robust accuracy {doc['eval_aa']:.1f} %)"
+        lines += ["", f"Evaluation, scaled to 1 000 images (measured on {doc['eval_images']}; model: "
+                      f"{doc['eval_model']}, clean {doc['eval_clean']:.1f} %, PGD-20 {doc['eval_pgd20']:.1f} %): "
+                      f"PGD-20 {doc['pgd20_1000_s']:.1f} s{aa}."]
     return "\n".join(lines)

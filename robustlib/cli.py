@@ -5,6 +5,7 @@
     python -m robustlib reproduce --profile paper --gpus 4   # every training on 4 GPUs (torchrun)
     python -m robustlib reproduce --publish runs/quick        # copy a GPU run into the committed book
     python -m robustlib bench --device cuda                   # throughput of the training methods
+    python -m robustlib bench --device cpu --methods fbf,nuat --width 16 --reference --no-eval
     python -m robustlib book                                  # build the committed book into _build/html
 """
 from __future__ import annotations
@@ -51,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="FBF steps on synthetic images before timing the attacks (default 200)")
     bp.add_argument("--eval-checkpoint", default=None, help="time the attacks on this trained state dict instead")
     bp.add_argument("--out", default=None, help="JSON file to write (a .md table is written beside it)")
+    bp.add_argument("--reference", action="store_true",
+                    help="also time a loop written the way the authors' scripts are (DataLoader + PIL transforms, "
+                         "fp32, eager) and report robustlib's speed as a ratio to it (methods: standard,fbf,nuat)")
+    bp.add_argument("--rounds", type=int, default=1,
+                    help="with --reference: rounds of --batches timed steps, alternating the two loops (default 1)")
+    bp.add_argument("--reference-workers", type=int, default=None,
+                    help="DataLoader workers of the reference loop (default: the script's, at most the CPU count)")
+    bp.add_argument("--no-eval", action="store_true", help="skip the evaluation (PGD-20 / AutoAttack) timings")
 
     args = parser.parse_args(argv)
     try:
@@ -75,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 model_kwargs={"width": args.width} if args.width else None, batches=args.batches,
                 warmup=args.warmup, eval_images=args.eval_images, autoattack=not args.no_autoattack,
                 compile={} if args.compile else None, out=args.out, eval_train_steps=args.eval_train_steps,
-                eval_checkpoint=args.eval_checkpoint)
+                eval_checkpoint=args.eval_checkpoint, reference=args.reference, rounds=args.rounds,
+                reference_workers=args.reference_workers, evaluation=not args.no_eval)
             return 0
         if args.command == "book":
             from .reproduce import build_published_book

@@ -30,3 +30,66 @@ def test_unknown_benchmark_method_is_named():
     from robustlib.errors import UnknownNameError
     with pytest.raises(UnknownNameError, match="Valid benchmark method names"):
         bench.run("cpu", ["pgd7"], log=lambda s: None)
+
+
+TINY = {"width": 4, "blocks": (1, 1, 1, 1)}
+
+
+def test_reference_loop_trains_through_a_dataloader_of_pil_images():
+    """The authors'-scripts loop really trains, and its batches come from a DataLoader whose Dataset turns PIL images
+    into tensors through the scripts' torchvision transforms."""
+    import PIL.Image
+    import torch
+    from torchvision import transforms
+
+    loop = bench.reference_loop("nuat", device="cpu", model_kwargs=TINY, batch_size=8, steps=2)
+    assert isinstance(loop.loader, torch.utils.data.DataLoader) and loop.loader.dataset is loop.dataset
+    assert loop.workers == 0 and loop.precision == {"amp": "fp32", "channels_last": False}
+    names = [type(t).__name__ for t in loop.dataset.transform.transforms]
+    assert names == ["RandomCrop", "RandomHorizontalFlip", "ToTensor"]
+    assert loop.dataset.transform.transforms[0].padding == 4
+    seen = []
+    original = loop.dataset.transform
+
+    def spy(img):
+        seen.append(type(img))
+        t = original(img)
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.shape == (3, 32, 32)
+        return t
+
+    loop.dataset.transform = transforms.Lambda(spy)
+    assert isinstance(loop.dataset.image(0), PIL.Image.Image)
+    x0, _ = loop.dataset[0]
+    assert 0 <= float(x0.min()) and float(x0.max()) <= 1
+    before = [p.detach().clone() for p in loop.model.parameters()]
+    seen.clear()
+    loop._it = iter(loop.loader)          # a fresh epoch through the spied transform
+    seconds = loop.run(2)
+    assert seconds > 0 and len(seen) == 16 and all(issubclass(t, PIL.Image.Image) for t in seen)
+    assert len(loop.losses) == 2 and all(torch.isfinite(v) for v in loop.losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.model.parameters()))
+    assert loop.model.training                       # back in train mode after the eval-mode attack
+    assert loop.model.layer1[0].extra_relu           # NuAT's official block on both sides
+
+
+def test_reference_columns_and_ratio_from_the_two_measurements(tmp_path):
+    out = tmp_path / "b.json"
+    doc = bench.run("cpu", ["fbf"], model_kwargs=TINY, batches=2, warmup=1, reference=True, evaluation=False,
+                    reference_workers=0, batch_size=16, out=out, log=lambda s: None)
+    r = doc["methods"][0]
+    assert r["images_per_s"] > 0 and r["reference_images_per_s"] > 0
+    assert r["speedup"] == pytest.approx(r["images_per_s"] / r["reference_images_per_s"])
+    assert doc["fbf_speedup"] == r["speedup"] and r["reference_precision"]["amp"] == "fp32"
+    assert r["precision"]["amp"] in ("bf16", "fp32") and r["passes_per_sample"] == pytest.approx(4)
+    assert "pgd20_1000_s" not in doc
+    md = out.with_suffix(".md").read_text()
+    assert "reference images/s" in md and f"{r['speedup']:.2f}×" in md and "Evaluation" not in md
+    assert bench.speed_ratio(300.0, 100.0) == pytest.approx(3.0)
+
+
+def test_unknown_reference_method_is_named():
+    from robustlib.errors import UnknownNameError
+    with pytest.raises(UnknownNameError, match="Valid reference method names: fbf, nuat, standard"):
+        bench.reference_loop("pgd10", device="cpu")
+    with pytest.raises(UnknownNameError, match="Valid reference method names: fbf, nuat, standard"):
+        bench.run("cpu", ["pgd10"], reference=True, evaluation=False, log=lambda s: None)
