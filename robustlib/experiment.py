@@ -12,6 +12,7 @@ source) and turns each row into a :class:`RunSpec`. Everything after that is sha
   epoch) and stores the per-image flags as ``eval-<fingerprint>.json`` beside the checkpoint; the key covers the
   checkpoint's fingerprint and selected epoch, the attacks, the test images, the batch size, the seed and
   :data:`EVAL_VERSION`. A second call returns the stored flags.
+* :func:`cached` does the same for any other per-image evaluation (minimum distances, bounds).
 * :func:`gather` copies the rows of a paper's part results into the chapter's report.
 * :func:`estimate_seconds` is the one time model: the method's derived passes (``Method.derived_passes``) × training
   images × epochs × measured seconds per pass, plus evaluation.
@@ -216,6 +217,31 @@ def evaluate_cached(trained: Trained | None, attacks: Mapping[str, Attack], data
     if path is not None:
         save_eval(res, path)
     return res
+
+
+def cached(trained: Trained | None, what: Any, compute: Callable[[], dict], *, cache_dir: str | Path | None = None,
+           model_key: Any = None, which: str = "model") -> dict:
+    """Any other per-image evaluation of a model (minimum distances, bounds, …), cached in the same place and way
+    as :func:`evaluate_cached`: ``compute()`` returns a dict of JSON-able values or NumPy arrays, stored under a key
+    made of the model's identity (the run's fingerprint, ``which``, its selected epoch) and ``what`` (a JSON-able
+    description of the evaluation: its attack budgets, images, seed). Arrays come back as NumPy arrays."""
+    if trained is not None:
+        model_key = [trained.fingerprint, which, trained.selected_epoch(which), trained.result.epochs]
+        cache_dir = trained.folder
+    if cache_dir is None:
+        return compute()
+    if model_key is None:
+        raise ConfigError("cached() with a cache_dir needs a model_key that identifies the weights")
+    path = Path(cache_dir) / f"eval-{fingerprint({'model': model_key, 'what': what, 'version': EVAL_VERSION})}.json"
+    if path.exists():
+        doc = json.loads(path.read_text())
+        return {k: np.asarray(v["array"], dtype=v["dtype"]) if isinstance(v, dict) and "array" in v else v
+                for k, v in doc["values"].items()}
+    out = compute()
+    values = {k: {"array": np.asarray(v).tolist(), "dtype": str(np.asarray(v).dtype)}
+              if isinstance(v, (np.ndarray, torch.Tensor)) else v for k, v in out.items()}
+    atomic_write_text(json.dumps({"version": EVAL_VERSION, "what": what, "values": values}, default=str), path)
+    return out
 
 
 def save_eval(res: EvalResult, path: str | Path) -> None:

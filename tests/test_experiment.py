@@ -107,3 +107,19 @@ def test_source_shows_the_installed_code_highlighted():
     assert str(source(rl.PGD, start="def _run")).startswith("def _run(")
     with pytest.raises(ValueError, match="does not occur"):
         source(signed_step, start="no such text")
+
+
+def test_other_evaluations_share_the_cache(tmp_path, small):
+    import numpy as np
+    run = ex.train(_spec(), small[0], tmp_path, progress=False)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"dist": np.array([0.5, 0.25], dtype=np.float32), "n": 2}
+    a = ex.cached(run, {"budget": "pgd-3"}, compute)
+    b = ex.cached(run, {"budget": "pgd-3"}, compute)
+    assert len(calls) == 1 and b["n"] == 2 and b["dist"].dtype == np.float32
+    assert np.array_equal(a["dist"], b["dist"])
+    ex.cached(run, {"budget": "pgd-5"}, compute)
+    assert len(calls) == 2
