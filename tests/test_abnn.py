@@ -289,3 +289,102 @@ def test_chapter_config_and_verdicts(tmp_path, data_root):
                        for s, v in ((1, 5.0), (100, 30.0))])
     v = ch.verdicts(cfg, sanity, sweep, bs)["passed"]
     assert not v.any()  # every masking symptom planted above is caught
+    # ... and a sound-looking evaluation passes every check (a verdict function that always fails would not)
+    sound = pd.DataFrame([{"model": "ABNN", "key": k, "accuracy": v} for k, v in
+                          {"pgd": 20, "pgd_a": 22, "pgd_b": 20, "pgd_c": 19, "restarts": 18.5, "transfer": 60,
+                           "const_stats": 25, "bs1_attack": 21, "no_sub_grad": 40, "worst": 18}.items()])
+    sweep_ok = pd.DataFrame([{"model": "ABNN", "eps_255": e, "accuracy": a} for e, a in ((8, 20.0), (64, 0.0))])
+    bs_ok = pd.DataFrame([{"model": "ABNN", "metric": "PGD", "batch_size": s, "accuracy": v}
+                          for s, v in ((1, 19.5), (100, 20.0))])
+    ok = ch.verdicts(cfg, sound, sweep_ok, bs_ok)["passed"]
+    assert len(ok) == 8 and ok.all(), ok[~ok]
+
+
+# ------------------------------------------------------------------------ batch-dependent evaluation (issue 13)
+
+
+def _labelled(net, n=24, seed=1):
+    """Random images with labels that the net mostly gets right (so that attacks have something to flip)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        pred = net(x).argmax(1)
+    y = torch.where(torch.rand(n, generator=g) < 0.75, pred, torch.randint(0, 10, (n,), generator=g))
+    return x, y
+
+
+def _alone(net, x):
+    with torch.no_grad():
+        return torch.cat([net(x[i:i + 1]) for i in range(len(x))]).argmax(1)
+
+
+def test_batch_global_abnn_declares_batch_dependence_and_its_batch_size_one_function():
+    from robustlib.evaluation import batch_dependent, batch_size_one
+    net = tiny_abnn().eval()
+    assert batch_dependent(net) and not batch_dependent(tiny_abnn(stats="per_sample"))
+    assert not batch_dependent(ABNNView(net, stats="per_sample")) and batch_dependent(ABNNView(net, detach_stats=True))
+    f = batch_size_one(net)
+    assert not batch_dependent(f)
+    x = torch.rand(6, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), torch.cat([net(x[i:i + 1]) for i in range(6)]), rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_scores_a_batch_global_abnn_as_crafted_and_each_image_alone():
+    """(a) each attack's flags are the predictions of its adversarial batch in the batch it was crafted in (PGD's
+    snapshots: the iterate after s steps, scored as that batch); (b) the @b1 columns classify those same adversarial
+    images one at a time."""
+    net = tiny_abnn().eval()
+    x, y = _labelled(net, 24)
+    atk = {"pgd": rl.PGD(16 / 255, 4 / 255, 3, start=None, record={"p1": 1, "p3": 3}), "fgsm": rl.FGSM(16 / 255)}
+    res = rl.evaluate(net, (x, y), atk, batch_size=12, device="cpu", progress=False)
+    f = res.flags
+    assert list(f.columns) == ["clean", "p1", "p3", "fgsm", "worst", "clean@b1", "p1@b1", "p3@b1", "fgsm@b1",
+                               "worst@b1"]
+    assert res.meta["batch_dependent"] is True
+    assert "crafted" in res.meta["scoring"]["p3"] and "alone" in res.meta["scoring"]["p3@b1"]
+    for i in (0, 12):
+        xb, yb = x[i:i + 12], y[i:i + 12]
+        with torch.no_grad():
+            clean_batch, clean_alone = net(xb).argmax(1) == yb, _alone(net, xb) == yb
+        advs = {"p1": rl.PGD(16 / 255, 4 / 255, 1, start=None).perturb(net, xb, yb),
+                "p3": rl.PGD(16 / 255, 4 / 255, 3, start=None).perturb(net, xb, yb),
+                "fgsm": rl.FGSM(16 / 255).perturb(net, xb, yb)}
+        for k, x_adv in advs.items():
+            with torch.no_grad():
+                as_crafted = clean_batch & (net(x_adv).argmax(1) == yb)
+            assert f[k][i:i + 12].tolist() == as_crafted.tolist(), k
+            assert f[k + "@b1"][i:i + 12].tolist() == (clean_alone & (_alone(net, x_adv) == yb)).tolist(), k
+    assert (f["worst"] == f[["clean", "p1", "p3", "fgsm"]].all(axis=1)).all()
+    assert (f["worst@b1"] == f[["clean@b1", "p1@b1", "p3@b1", "fgsm@b1"]].all(axis=1)).all()
+
+
+def test_autoattack_on_a_batch_global_abnn_is_scored_in_the_function_it_attacked(monkeypatch):
+    """(d) AutoAttack attacks shrinking sub-batches; on a batch-dependent model it must attack a batch-independent
+    function (the batch-size-1 one), and the flags must be that function's verdicts on AutoAttack's own images."""
+    import pyautoattack
+    seen = []
+    original = pyautoattack.AutoAttack.run_standard_evaluation
+
+    def spy(self, x, y, **kw):
+        x_adv, y_adv = original(self, x, y, **kw)
+        seen.append((self.model, x, y, x_adv, y_adv))
+        return x_adv, y_adv
+
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", spy)
+    net = tiny_abnn().eval()
+    x, y = _labelled(net, 24, seed=2)
+    aa = rl.AutoAttack(4 / 255, version="custom", attacks=["apgd-ce", "square"], apgd_budget=(3, 1),
+                       square_queries=10, batch_size=24)
+    res = rl.evaluate(net, (x, y), {"aa": aa}, batch_size=24, device="cpu", progress=False)
+    (attacked, xs, ys, x_adv, y_adv), = seen
+    with torch.no_grad():                                      # the function attacked ignores batch composition
+        torch.testing.assert_close(attacked(xs), torch.cat([net(xs[i:i + 1]) for i in range(len(xs))]),
+                                   rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        scored_alone = (_alone(net, xs) == ys) & (_alone(net, x_adv) == ys)
+    assert 0 < int(scored_alone.sum()) < int((_alone(net, xs) == ys).sum())   # some images robust, some fooled
+    assert res.flags["aa"].tolist() == scored_alone.tolist()   # scored in that function: each image alone
+    assert res.flags["aa"].tolist() == (y_adv == ys).tolist()  # = AutoAttack's own per-image verdicts
+    assert res.flags["aa@b1"].tolist() == res.flags["aa"].tolist()
+    assert "batch size 1" in res.meta["scoring"]["aa"]

@@ -45,3 +45,29 @@ def test_autoattack_flags_and_table():
     assert c1.passed and c2.passed is False and "randomized" in c2.detail
     t = audit.table([c1, c2])
     assert t.loc["b", "no AutoAttack warnings"] == "FAIL"
+
+
+class BatchCentred(nn.Module):
+    """Batch-dependent toy: logits minus three times the batch mean (alone: −2 × the logits, mostly wrong)."""
+
+    batch_dependent = True
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        z = self.net(x)
+        return z - 3 * z.mean(0, keepdim=True)
+
+
+def test_square_on_a_batch_dependent_model_is_compared_with_white_box_at_batch_size_one(standard_model, synthetic):
+    """Square (through AutoAttack) attacks a batch-dependent model's batch-size-1 function; comparing it with the
+    white-box accuracy in evaluation batches would compare two functions (here a false FAIL)."""
+    toy = BatchCentred(standard_model).eval()
+    data = synthetic[1].head(40)
+    bb = audit.black_box("toy", toy, data, 50.0, source=None, square=True, square_queries=5, white_steps=2,
+                         device="cpu", batch_size=20)
+    n = bb.numbers
+    assert n["square"] < 50.0 - 1 and n["white_box_b1"] <= n["square"] + 1   # at batch size 1 the toy is weak
+    assert bb.passed, bb.detail

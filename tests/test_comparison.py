@@ -122,6 +122,30 @@ def test_verdict_names_each_failed_check_in_plain_words():
     assert list(tab.index) == ["FBF", "ABNN"] and tab.loc["ABNN", "accuracy → 0 as ε grows"] == "FAIL"
 
 
+def test_abnn_is_scored_as_crafted_with_autoattack_at_batch_size_one_and_its_row_says_so(tmp_path):
+    """The suite on a batch-global ABNN: PGD/GAMA scored in the batch they were crafted in, AutoAttack on the
+    batch-size-1 function, every metric also scored one image at a time; the row and the notes say so."""
+    from robustlib.evaluation import evaluate
+    from test_abnn import _labelled, tiny_abnn
+    cfg = ch.config("smoke", 0, "cpu", None, str(tmp_path))
+    net = tiny_abnn().eval()
+    x, y = _labelled(net, 16)
+    res = evaluate(net, (x, y), ch.suite(cfg, 16), batch_size=16, device="cpu", progress=False)
+    assert res.meta["batch_dependent"] and res.meta["scoring"]["aa"].startswith("batch size 1")
+    assert "crafted" in res.meta["scoring"]["pgd100"]
+    assert all(k + "@b1" in res.flags for k in ch.METRICS)
+    rec = _record("ABNN")
+    rec.update(batch_dependent=True, metrics_b1={"clean": 70.0, "pgd20": 31.0, "pgd100": 30.0, "gama100": 29.0,
+                                                 "aa": 25.0})
+    row = ch.add_row(cfg, ch.report(cfg), rec)
+    assert "AutoAttack attacks and scores the batch-size-1 function" in row["note"]
+    assert "pgd100 30.0 %" in row["note"] and row["metrics_b1"]["aa"] == 25.0 and row["batch_dependent"]
+    plain = ch.add_row(cfg, ch.report(cfg), {**_record("Normal"), "batch_dependent": False, "metrics_b1": None})
+    assert "batch-size-1" not in plain["note"]
+    notes = " ".join(cfg.notes)
+    assert "AutoAttack cannot be" in notes and "attacked and audited at its chapter's evaluation batch" not in notes
+
+
 class _Probabilities(nn.Module):
     def __init__(self, net):
         super().__init__()

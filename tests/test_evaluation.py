@@ -74,3 +74,56 @@ def test_steps_audit_with_one_step_count(standard_model, synthetic):
     check = audit.steps_and_restarts("m", standard_model, synthetic[1].head(32), steps=(3,), restarts=2,
                                      device="cpu", batch_size=32)
     assert set(check.numbers) == {"pgd3", "restarts"}
+
+
+# ----------------------------------------------------------------------------- batch-dependent models (issue 13)
+
+
+class _BatchCentred(torch.nn.Module):
+    """A toy batch-dependent model: logits minus three times the batch's mean logits (alone: −2 × the logits)."""
+
+    batch_dependent = True
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        z = self.net(x)
+        return z - 3 * z.mean(0, keepdim=True)
+
+
+def test_batch_independent_model_gets_no_extra_columns_and_same_values(standard_model, synthetic):
+    te = synthetic[1]
+    atk = {"fgsm": rl.FGSM(8 / 255), "pgd": rl.PGD(8 / 255, 2 / 255, 3, start=None, record={"pgd1": 1, "pgd3": 3})}
+    res = rl.evaluate(standard_model, te, atk, n=64, batch_size=32, device="cpu", progress=False)
+    assert list(res.flags.columns) == ["clean", "fgsm", "pgd1", "pgd3", "worst"]
+    assert set(res.meta) == {"dataset", "split"}
+    x, y = te.images()[:32], te.y[:32]
+    x3 = rl.PGD(8 / 255, 2 / 255, 3, start=None).perturb(standard_model, x, y)
+    expected = (rl.attacks.predict(standard_model, x) == y) & (rl.attacks.predict(standard_model, x3) == y)
+    assert res.flags["pgd3"][:32].tolist() == expected.tolist()
+
+
+def test_any_declared_batch_dependent_model_gets_batch_size_one_columns(standard_model, synthetic):
+    """A model without a batch_size_one() of its own is classified one image at a time."""
+    from robustlib.evaluation import OneAtATime, batch_dependent, batch_size_one
+    assert not batch_dependent(standard_model) and batch_size_one(standard_model) is standard_model
+    model = _BatchCentred(standard_model).eval()
+    assert batch_dependent(model) and batch_dependent(torch.nn.Sequential(model))
+    assert isinstance(batch_size_one(model), OneAtATime) and not batch_dependent(batch_size_one(model))
+    te = synthetic[1]
+    x, y = te.images()[:40], te.y[:40]
+    res = rl.evaluate(model, (x, y), {"fgsm": rl.FGSM(8 / 255)}, batch_size=20, device="cpu", progress=False)
+    assert list(res.flags.columns) == ["clean", "fgsm", "worst", "clean@b1", "fgsm@b1", "worst@b1"]
+    assert res.meta["batch_dependent"] is True and "alone" in res.meta["scoring"]["fgsm@b1"]
+    with torch.no_grad():
+        alone = lambda imgs: torch.cat([model(imgs[i:i + 1]) for i in range(len(imgs))]).argmax(1)  # noqa: E731
+        for i in (0, 20):
+            xb, yb = x[i:i + 20], y[i:i + 20]
+            x_adv = rl.FGSM(8 / 255).perturb(model, xb, yb)           # crafted on this batch
+            as_crafted = (model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)
+            one_by_one = (alone(xb) == yb) & (alone(x_adv) == yb)
+            assert res.flags["fgsm"][i:i + 20].tolist() == as_crafted.tolist()
+            assert res.flags["fgsm@b1"][i:i + 20].tolist() == one_by_one.tolist()
+    assert res.flags["clean"].tolist() != res.flags["clean@b1"].tolist()   # the toy really depends on the batch

@@ -6,6 +6,26 @@ custom attack lists are passed through. The model runs in eval mode with frozen 
 warnings (its checks for randomness, non-logit outputs, dynamic models) are captured in :attr:`warnings` so the
 comparison chapter can report them. ``apgd_budget=(iterations, restarts)`` cuts APGD in a ``custom`` run (smoke
 profiles: a custom APGD-CE otherwise runs 100 iterations × 5 restarts).
+
+**Batch-dependent models** (:func:`robustlib.evaluation.batch_dependent`, e.g. ABNN with batch-global μ/σ).
+AutoAttack does not attack the batch it is given: it runs each of its attacks only on the images still classified
+correctly, in sub-batches, and APGD (over restarts and target classes) and Square (at every query) shrink those
+further to the images not yet fooled. A model whose prediction depends on its batch-mates is therefore attacked as a
+different function in every one of those compositions, and none of them is the composition of the final scoring
+(which puts the fooled images beside the clean, still-robust ones). Two ways out were weighed:
+
+* AutoAttack's own per-image verdicts (``y_adv`` of ``run_standard_evaluation``) are each taken in the sub-batch the
+  image was fooled in, so they are consistent image by image, but each in a batch of another size and membership:
+  the count mixes many functions and estimates the robustness of none of them;
+* running AutoAttack against the model's **batch-size-1 function** (:func:`robustlib.evaluation.batch_size_one`;
+  for a batch-global ABNN exactly the same weights with per-sample μ/σ, see :mod:`robustlib.methods.abnn`) gives it
+  the fixed per-image function it assumes: every sub-batch it forms computes the same per-image outputs, so the
+  function it crafts against is the function it is scored on.
+
+The adapter takes the second: on a batch-dependent model, :meth:`robust_flags` attacks and scores the batch-size-1
+function (clean and adversarial prediction of each image alone), i.e. it measures robustness *at batch size 1*,
+which :meth:`scoring` says and :func:`robustlib.evaluation.evaluate` records. Batch-independent models are attacked
+and scored exactly as before.
 """
 from __future__ import annotations
 
@@ -78,7 +98,26 @@ class AutoAttack(Attack):
         self.warnings += [w for w in handler.records if w not in self.warnings]
         return x_adv
 
+    @staticmethod
+    def attacked_function(model: nn.Module) -> nn.Module:
+        """What AutoAttack attacks and scores: ``model``, or its batch-size-1 function if it is batch-dependent."""
+        from ..evaluation import batch_size_one  # evaluation imports the attacks
+        return batch_size_one(model)
+
+    def scoring(self, model: nn.Module) -> str:
+        """How :meth:`robust_flags` scores ``model`` (recorded by :func:`robustlib.evaluation.evaluate`)."""
+        f = self.attacked_function(model)
+        if f is model:
+            return "in the batch AutoAttack was given (a batch-independent model: composition does not matter)"
+        return (f"batch size 1: AutoAttack attacks and scores the model's batch-size-1 function ({type(f).__name__}), "
+                "because it attacks shrinking sub-batches of a batch-dependent model")
+
+    def flags_and_adversarials(self, model, x, y):
+        """``robust_flags`` and the adversarial batch behind them ({name: [x_adv]})."""
+        f = self.attacked_function(model)
+        clean = predict(f, x) == y
+        x_adv = self.perturb(f, x, y)
+        return {self.name: clean & (predict(f, x_adv) == y)}, {self.name: [x_adv]}
+
     def robust_flags(self, model, x, y):
-        clean = predict(model, x) == y
-        x_adv = self.perturb(model, x, y)
-        return {self.name: clean & (predict(model, x_adv) == y)}
+        return self.flags_and_adversarials(model, x, y)[0]

@@ -32,7 +32,7 @@ from .. import reported
 from ..attacks import PGD, Attack, AutoAttack, predict
 from ..attacks.roa import ROA
 from ..data import Augment, load_dataset
-from ..evaluation import EvalResult, evaluate
+from ..evaluation import B1, EvalResult, evaluate
 from ..methods import PGDAT, Standard
 from ..methods.abnn import ABNN, ABNNNet, ABNNView, cost_formula, freeze, load_torchvision_weights
 from ..models import build_model, num_parameters
@@ -179,6 +179,10 @@ def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir
     n.append("headline ABNN: the authors' code form with batch-global μ/σ (two scalars over the whole evaluation "
              f"batch of {cfg.eval_batch}), adaptive BNs after the stem and after each stage; per-sample μ/σ and "
              "every-BN placement are trained as variants.")
+    n.append("batch-global μ/σ make every prediction depend on the batch, so each attack on ABNN is scored in the "
+             f"batch of {cfg.eval_batch} it was crafted in, and its adversarial images are also scored one at a time "
+             "(@b1); AutoAttack, which attacks shrinking sub-batches, attacks and scores ABNN's batch-size-1 "
+             "function (per-sample μ/σ, the same weights) instead.")
     n.append("Evaluation uses the first 1 000 CIFAR-10 test images (the rest of the test split is not available "
              "losslessly in this project).")
     return cfg
@@ -213,10 +217,11 @@ def _shared_with_chapter0(cfg: Config, profile, seed, device, data_dir, out_dir)
     except Exception:  # pragma: no cover - chapter 0 unavailable
         return {}
     same = (cfg.target_arch == "resnet18" and c0.model == cfg.target and c0.n_train == cfg.n_train)
+    std0, at0 = c0.specs["Standard"].config, c0.specs["PGD-AT"].config   # chapter 0's RunSpecs
     out = {}
-    if same and c0.standard.describe() == cfg.standard.describe():
+    if same and std0.describe() == cfg.standard.describe():
         out["standard"] = c0
-    if same and c0.at_steps == cfg.at_steps and c0.pgd_at.describe() == cfg.pgd_at.describe():
+    if same and c0.at_steps == cfg.at_steps and at0.describe() == cfg.pgd_at.describe():
         out["pgd_at"] = c0
     return out
 
@@ -371,7 +376,8 @@ ATTACK_LABELS = {
     "pgd": "PGD-{t} (headline)", "pgd_a": "PGD-{a}", "pgd_b": "PGD-{b}", "pgd_c": "PGD-{c}",
     "restarts": "PGD-{c} × {r} restarts", "transfer": "transfer: PGD-{b} on No Defense",
     "const_stats": "PGD-{b}, μ/σ as constants", "no_sub_grad": "PGD-{b}, no gradient into the substitute",
-    "bs1_attack": "PGD-{b} crafted at batch size 1", "aa": "AutoAttack", "roa": "ROA (searched location)",
+    "bs1_attack": "PGD-{b} crafted at batch size 1", "aa": "AutoAttack (batch-global ABNN: at batch size 1)",
+    "roa": "ROA (searched location)",
     "roa_random": "ROA (random location)", "worst": "worst case over all ℓ∞ attacks",
 }
 
@@ -404,7 +410,12 @@ LINF_KEYS = ("pgd", "pgd_a", "pgd_b", "pgd_c", "restarts", "transfer", "const_st
 
 def evaluate_models(cfg: Config, models: dict[str, torch.nn.Module], test, source=None) -> dict[str, EvalResult]:
     """Run :func:`suite` on every model (ABNN-specific attacks on ABNN models; transfer from ``source``), with the
-    per-image worst case over the ℓ∞ attacks in the ``worst`` column."""
+    per-image worst case over the ℓ∞ attacks in the ``worst`` column.
+
+    A batch-global ABNN is batch-dependent (:func:`~robustlib.evaluation.batch_dependent`): each attack is scored
+    in the evaluation batch it was crafted in, except AutoAttack, which attacks and scores the batch-size-1 function
+    (per-sample μ/σ; it attacks shrinking sub-batches, see :class:`~robustlib.attacks.AutoAttack`); every column
+    also comes scored one image at a time (``<key>@b1``, with ``worst@b1`` over the ℓ∞ ones)."""
     out = {}
     for name, model in models.items():
         is_abnn = isinstance(model, ABNNNet)
@@ -414,8 +425,23 @@ def evaluate_models(cfg: Config, models: dict[str, torch.nn.Module], test, sourc
                        device=cfg.s.device, desc=f"evaluate {name}")
         linf = [k for k in LINF_KEYS if k in res.flags]
         res.flags["worst"] = res.flags[["clean", *linf]].all(axis=1)
+        if "clean" + B1 in res.flags:
+            linf1 = [k + B1 for k in linf if k + B1 in res.flags]
+            res.flags["worst" + B1] = res.flags[["clean" + B1, *linf1]].all(axis=1)
         out[name] = res
     return out
+
+
+def scoring_note(cfg: Config, res: EvalResult) -> str:
+    """How a batch-dependent model's numbers were scored (empty for a batch-independent model)."""
+    if not res.meta.get("batch_dependent"):
+        return ""
+    acc = res.accuracies()
+    alone = ", ".join(f"{k} {acc[k + B1]:.1f} %" for k in ("clean", "pgd", "roa") if k + B1 in acc)
+    return (f"batch-global μ/σ: PGD and ROA crafted and scored in batches of {cfg.eval_batch}"
+            + ("; AutoAttack attacks and scores the batch-size-1 function (per-sample μ/σ), because it attacks "
+               "shrinking sub-batches" if "aa" in acc else "")
+            + (f"; the same adversarial images scored one at a time: {alone}" if alone else ""))
 
 
 def headline(cfg: Config, evals: dict[str, EvalResult], results: dict[str, TrainResult], rep: Report,
@@ -427,9 +453,14 @@ def headline(cfg: Config, evals: dict[str, EvalResult], results: dict[str, Train
         note = _row_note(cfg, name)
         if "aa" not in acc:
             note += ("; " if note else "") + "AutoAttack not run in this profile"
+        scored = scoring_note(cfg, res)
+        if scored:
+            note += ("; " if note else "") + scored
+        b1 = {k: acc[k + B1] for k in ("clean", "pgd", "roa", "aa", "worst") if k + B1 in acc}
         rep.add_row(table, name, {"clean": acc["clean"], "pgd": acc["pgd"], "roa": acc["roa"], "aa": acc.get("aa")},
                     cost_passes=r.passes_per_sample, train_s=r.train_seconds, epochs=r.epochs, note=note,
-                    n=res.n, worst_linf=acc["worst"], eval_batch=cfg.eval_batch)
+                    n=res.n, worst_linf=acc["worst"], eval_batch=cfg.eval_batch,
+                    batch_dependent=bool(res.meta.get("batch_dependent")), scored_alone=b1 or None)
     return rep.compare(table)
 
 
@@ -451,19 +482,26 @@ def table1(rep: Report) -> pd.DataFrame:
 
 
 def sanity_table(cfg: Config, evals: dict[str, EvalResult]) -> pd.DataFrame:
-    """Long table: model, attack (readable label), accuracy with its 95 % interval."""
+    """Long table: model, attack (readable label), where it was scored, accuracy with its 95 % interval. A
+    batch-dependent model also gets each metric scored one image at a time (keys ``<key>@b1``)."""
     a, b, c = cfg.steps_grid
     fmt = dict(t=cfg.pgd_steps, a=a, b=b, c=c, r=cfg.restarts)
     rows = []
     for model, res in evals.items():
-        for key in ("clean", *LINF_KEYS, "worst", "roa", "roa_random"):
-            if key not in res.flags:
-                continue
-            k = int(res.flags[key].sum())
-            lo, hi = wilson_interval(k, res.n)
-            rows.append({"model": model, "key": key, "attack": ATTACK_LABELS.get(key, key).format(**fmt),
-                         "accuracy": 100 * k / res.n, "ci_low": lo, "ci_high": hi, "n": res.n,
-                         "seconds": res.seconds.get(key)})
+        dependent = bool(res.meta.get("batch_dependent"))
+        for base in ("clean", *LINF_KEYS, "worst", "roa", "roa_random"):
+            for key in (base, base + B1):
+                if key not in res.flags:
+                    continue
+                k = int(res.flags[key].sum())
+                lo, hi = wilson_interval(k, res.n)
+                alone = key.endswith(B1) or (dependent and base == "aa")
+                label = ATTACK_LABELS.get(base, base).format(**fmt) + (", each image scored alone"
+                                                                       if key.endswith(B1) else "")
+                scored = ("batch size 1" if alone else f"its batch of {cfg.eval_batch}") if dependent else "any batch"
+                rows.append({"model": model, "key": key, "attack": label, "scored at": scored,
+                             "accuracy": 100 * k / res.n, "ci_low": lo, "ci_high": hi, "n": res.n,
+                             "seconds": res.seconds.get(key)})
     return pd.DataFrame(rows)
 
 

@@ -52,7 +52,7 @@ from .. import audit, reported
 from ..attacks import GAMAPGD, PGD, AutoAttack
 from ..data import Augment, load_dataset
 from ..errors import ConfigError
-from ..evaluation import evaluate
+from ..evaluation import B1, evaluate
 from ..methods.advprop import bn_route
 from ..methods.gradreg import FiniteDifferenceGR
 from ..models import build_model
@@ -75,7 +75,8 @@ CHAPTER_OF = {**{m: "nuat" for m in NUAT_RUNS}, "AdvProp": "advprop", "AdvProp (
 FAMILY = {"Normal": "no defence", "PGD-AT": "multi-step AT", "TRADES": "multi-step AT", "FBF": "single-step AT",
           "NuAT": "single-step AT", "NuAT-WA": "single-step AT", "AdvProp": "AT for clean accuracy",
           "AdvProp (aux BN)": "AT for clean accuracy", "ABNN": "no AT", FD: "no AT"}
-EVAL_VERSION = 1            # bump when the evaluation code changes (invalidates cached evaluations)
+EVAL_VERSION = 2            # bump when the evaluation code changes (invalidates cached evaluations)
+# 2: batch-dependent models (ABNN) scored as crafted, AutoAttack on their batch-size-1 function, @b1 metrics
 FD_EPOCHS = {"smoke": 1, "quick": 4, "paper": 200}
 KINDS = ("full", "suite")   # full: the suite and the checklist; suite: the attack suite only (second seeds)
 
@@ -217,7 +218,7 @@ class Config:
             "profile": self.profile, "device": str(self.s.device), "seed": self.s.seed,
             "second seed": f"{self.seed_of(1)} for {', '.join(SPREAD_ROWS)}",
             "test images": f"the first {self.n_test} CIFAR-10 test images, batches of {self.eval_batch} (ABNN: its "
-                           "chapter's evaluation batch)",
+                           "chapter's evaluation batch; its AutoAttack at batch size 1)",
             "attack suite": f"ε = 8/255; PGD (step 2/255, one uniform start) snapshots "
                             + ", ".join(f"{k} = PGD-{v}" for k, v in self.pgd_record.items())
                             + f"; GAMA-PGD-{self.gama_steps}; AutoAttack {self.aa_version}"
@@ -292,8 +293,13 @@ def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir
     n.append("The NuAT-chapter rows use NuAT's ResNet-18 block (an extra ReLU before the residual addition); AdvProp, "
              "ABNN and FD use the standard CIFAR ResNet-18 block. All are ResNet-18s (11.2 M parameters; AdvProp adds "
              "the auxiliary BNs, ABNN its style maps and the frozen substitute).")
-    n.append("ABNN's batch-global statistics make a prediction depend on the other images of its batch: it is "
-             "evaluated, attacked and audited at its chapter's evaluation batch size.")
+    n.append("ABNN's batch-global statistics make a prediction depend on the other images of its batch. PGD and "
+             "GAMA-PGD craft on, and are scored in, batches of its chapter's evaluation batch size; AutoAttack cannot "
+             "be (it attacks shrinking sub-batches of the images still robust), so it attacks and scores ABNN's "
+             "batch-size-1 function (the same weights with per-sample statistics): ABNN's AutoAttack number, and "
+             "its point on the Pareto figure, are robust accuracy at batch size 1. Every metric is also reported with "
+             "the adversarial images scored one at a time (metrics_b1), and the checklist's Square attack is "
+             "compared with a white-box PGD at batch size 1.")
     n.append("Evaluation uses the first CIFAR-10 test images (the first 1 000 are all that is available losslessly); "
              "no hyperparameter or checkpoint is chosen on them.")
     return cfg
@@ -517,7 +523,8 @@ def transfer_source(method: str) -> str:
 
 def checklist(cfg: Config, loaded: Loaded, metrics: Mapping[str, float], warnings: Sequence[str],
               source: Loaded | None) -> tuple[list[audit.Check], pd.DataFrame]:
-    """The four checks of :mod:`robustlib.audit` for one model, at its evaluation batch size."""
+    """The four checks of :mod:`robustlib.audit` for one model, at its evaluation batch size (a batch-dependent
+    model's Square attack runs, and is compared with a white-box PGD, at batch size 1; see :func:`audit.black_box`)."""
     name, model, bs, dev, test = loaded.method, loaded.model, loaded.eval_batch, cfg.s.device, cfg.test()
     torch.manual_seed(derive_seed(PAPER, "eps", cfg.s.seed, name))
     c1, curve = audit.eps_to_zero(name, model, test, eps_255=cfg.eps_grid, steps=cfg.eps_steps, device=dev,
@@ -528,7 +535,7 @@ def checklist(cfg: Config, loaded: Loaded, metrics: Mapping[str, float], warning
     c3 = audit.black_box(name, model, test, white, source=None if source is None else source.model,
                          source_name=f"{transfer_source(name)} model", eps=EPS, square=True, tol=cfg.tol, device=dev,
                          batch_size=bs, seed=cfg.s.seed, square_queries=cfg.square_queries,
-                         transfer_steps=cfg.transfer_steps)
+                         transfer_steps=cfg.transfer_steps, white_steps=max(cfg.pgd_record.values()))
     c4 = audit.autoattack_flags(name, warnings)
     return [c1, c2, c3, c4], curve
 
@@ -579,10 +586,13 @@ def evaluate_task(cfg: Config, task: Task, log: Callable[[str], None] = print, p
                    desc=f"{task.method} seed {cfg.seed_of(task.offset)}")
     acc = res.accuracies()
     metrics = {k: float(acc[k]) for k in METRICS}
+    dependent = bool(res.meta.get("batch_dependent"))
     warnings = list(atk["aa"].warnings)
     rec = {"task": task.key, "method": task.method, "offset": task.offset, "seed": cfg.seed_of(task.offset),
            "kind": task.kind, "eval_fingerprint": cfg.eval_fingerprint, "checkpoint": _stat(loaded.checkpoint),
            "n": res.n, "eval_batch": loaded.eval_batch, "metrics": metrics, "aa_warnings": warnings,
+           "batch_dependent": dependent, "scoring": res.meta.get("scoring"),
+           "metrics_b1": {k: float(acc[k + B1]) for k in METRICS if k + B1 in acc} if dependent else None,
            "train": loaded.info, "hardware": hardware_label(hardware_info(cfg.s.device)),
            "suite_s": time.perf_counter() - t0, "load_s": t_load, "checks": None, "eps_curve": None,
            "source_checkpoint": None}
@@ -627,8 +637,12 @@ def row_note(cfg: Config, rec: dict) -> str:
                                                        else "") + f"; {t['selection']}"]
     if rec["method"] in NUAT_RUNS:
         parts.append("NuAT's ResNet-18 block (extra ReLU)")
-    if rec["method"] == "ABNN":
-        parts.append(f"evaluated at batch size {rec['eval_batch']} (batch-global statistics)")
+    if rec.get("batch_dependent", rec["method"] == "ABNN"):
+        parts.append(f"batch-global statistics: PGD and GAMA crafted and scored in batches of {rec['eval_batch']}; "
+                     "AutoAttack attacks and scores the batch-size-1 function (per-sample statistics)")
+        b1 = rec.get("metrics_b1") or {}
+        if b1:
+            parts.append("scored one image at a time: " + ", ".join(f"{k} {v:.1f} %" for k, v in b1.items()))
         if t.get("substitute_train_s") is not None:
             parts.append(f"plus {t['substitute_train_s']:.0f} s of substitute pre-training, not in train_s")
     if rec["method"] == "AdvProp (aux BN)":
@@ -667,7 +681,8 @@ def add_row(cfg: Config, rep: Report, rec: dict) -> dict:
                        eval_batch=rec["eval_batch"], source=t["source"], selection=t["selection"],
                        recipe_epochs=t.get("recipe_epochs"), family=FAMILY[rec["method"]], paper_source=src,
                        aa_warnings=rec["aa_warnings"], checks=rec.get("checks"), verdict=rec.get("verdict"),
-                       eps_curve=rec.get("eps_curve"))
+                       eps_curve=rec.get("eps_curve"), batch_dependent=rec.get("batch_dependent"),
+                       metrics_b1=rec.get("metrics_b1"))
 
 
 def run_part(cfg: Config, part: str, rep: Report | None = None, log=print, progress: bool = True) -> list[dict]:

@@ -18,7 +18,10 @@ the authors' evaluation code (shaoyuanlo/GARD_eval, ``models/resnext_onthefly.py
   (the code): two scalars over **the whole flattened batch**, computed from the current batch even at test time, so
   a prediction depends on the other images of its batch. ``stats="per_sample"``: one pair per sample (batch
   independent). A batch-global model evaluated at batch size 1 equals the same weights run with ``per_sample``
-  statistics, which is how the chapter attacks "at batch size 1" without a loop over images.
+  statistics, which is how the chapter attacks "at batch size 1" without a loop over images. A batch-global model
+  declares ``batch_dependent = True`` and gives that equivalent as :meth:`ABNNNet.batch_size_one`, so that
+  :func:`robustlib.evaluation.evaluate` scores each attack in the batch it was crafted in and adds batch-size-1
+  columns, and AutoAttack attacks the batch-size-1 function (see :class:`robustlib.attacks.AutoAttack`).
 * ``detach_stats=True`` treats μ, σ as constants in the backward pass (a BPDA-style attack on the batch coupling);
   ``detach_substitute=True`` stops every gradient into the substitute (an attack through the target only). Both
   change gradients only, never a forward value.
@@ -132,6 +135,11 @@ class AdaptiveBN(nn.Module):
             mu, sigma = (t.view(-1, *([1] * (z_t.ndim - 1))) for t in (mu, sigma))
         m = sigma * self.bn(z_t) + mu
         return gamma.view(shape) * m + beta.view(shape)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Batch-global μ/σ make an image's output depend on its batch-mates (see robustlib.evaluation)."""
+        return self.stats == "batch_global"
 
     def extra_repr(self):
         pool = f", pool={self.pool}" if self.pool else ""
@@ -285,6 +293,16 @@ class ABNNNet(nn.Module):
     def stats(self) -> str:
         return self.adaptive_modules()[0].stats
 
+    @property
+    def batch_dependent(self) -> bool:
+        """True when any adaptive BN uses batch-global μ/σ (eval-mode predictions then depend on the batch)."""
+        return any(m.batch_dependent for m in self.adaptive_modules())
+
+    def batch_size_one(self) -> nn.Module:
+        """The batch-size-1 function as a batched, batch-independent module: these weights with per-sample μ/σ
+        (equal to running each image alone with batch-global μ/σ)."""
+        return ABNNView(self, stats="per_sample") if self.batch_dependent else self
+
     def style_parameters(self) -> int:
         return sum(m.style.weight.numel() + m.style.bias.numel() for m in self.adaptive_modules())
 
@@ -306,6 +324,16 @@ class ABNNView(nn.Module):
         self.model.train(mode)
         self.training = mode
         return self
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether the view, with its options, depends on the batch (per-sample statistics: no)."""
+        stats = self.opts.get("stats")
+        return self.model.batch_dependent if stats is None else stats == "batch_global"
+
+    def batch_size_one(self) -> nn.Module:
+        """This view with per-sample μ/σ (its batch-size-1 function)."""
+        return ABNNView(self.model, **{**self.opts, "stats": "per_sample"}) if self.batch_dependent else self
 
     def extra_repr(self):
         return ", ".join(f"{k}={v!r}" for k, v in self.opts.items())
