@@ -191,7 +191,7 @@ def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir
 def _video_config(profile: str, seed: int) -> dict | None:
     ucf, kin = os.environ.get(ENV_UCF101), os.environ.get(ENV_KINETICS)
     if ucf and kin:  # a reader with UCF-101 and Kinetics weights: the paper's networks
-        frames = int(os.environ.get("ROBUSTLIB_UCF101_FRAMES", 16))
+        frames = int(os.environ.get("ROBUSTLIB_UCF101_FRAMES", 40))  # the authors' 40-frame clips
         return dict(kind="ucf101", folder=ucf, substitute_weights=kin, frames=frames,
                     size=112, target=dict(width=64, blocks=(3, 4, 23, 3), cardinality=32),
                     substitute=dict(normalize=(KINETICS_MEAN, KINETICS_STD)),
@@ -779,7 +779,8 @@ def video_experiment(cfg: Config, rep: Report) -> pd.DataFrame | None:
         train, test = synthetic_clips("train", v["n_train"], **kw), synthetic_clips("test", v["n_test"], **kw)
         pre = synthetic_clips("train", v["n_train"], num_classes=8, frames=T, size=v["size"], seed=v["seed"] + 1)
         tc = TrainConfig(epochs=v["epochs"], batch_size=v["batch_size"], schedule=triangular(v["lr"], v["epochs"]),
-                         augment=None, seed=s.seed, channels_last=False, grad_clip=v["grad_clip"])
+                         augment=None, seed=s.seed, channels_last=False, grad_clip=v["grad_clip"],
+                         amp="off" if s.device.type == "cpu" else "auto")  # CPU bf16 made the 3-D net NaN in epoch 3
         sub_res = train_cached(s, "abnn-video-substitute", lambda: build_model(
             "r3d_18", num_classes=8, frames=T, **v["substitute"]), Standard(), pre, tc)
         sub = freeze(copy.deepcopy(sub_res.model).cpu())
@@ -790,7 +791,7 @@ def video_experiment(cfg: Config, rep: Report) -> pd.DataFrame | None:
         test = load_dataset("npz", "test", folder=folder).head(v["n_test"])
         tc = TrainConfig(epochs=v["epochs"], batch_size=v["batch_size"], schedule=triangular(v["lr"], v["epochs"]),
                          momentum=0.9, weight_decay=1e-5, augment=None, seed=s.seed, channels_last=False,
-                         grad_clip=v["grad_clip"])
+                         grad_clip=v["grad_clip"], amp="off" if s.device.type == "cpu" else "auto")
         sub = build_model("r3d_18", num_classes=400, frames=T, **v["substitute"])
         load_torchvision_weights(sub, v["substitute_weights"])
         sub = freeze(sub)
