@@ -162,6 +162,24 @@ class Attack:
     def _perturb(self, model, x, y) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _worst_case(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, once, restarts: int) -> torch.Tensor:
+        """Per-image worst case over ``restarts`` runs of ``once(model, x, y)``, each run inside
+        :func:`attack_mode` with the attack's BN mode. An image keeps the first run's output that fools the model,
+        judged the way :meth:`robust_flags` scores it: an eval-mode forward with the model's own running statistics
+        (``attack_mode`` has put them back by then). Hence the images robust after r + 1 restarts are a subset of
+        those robust after the first r, also for a batch-statistics (``bn_mode="train"``) attack, whose own
+        train-mode forwards would judge differently."""
+        x = x.detach()
+        best = fooled = None
+        for r in range(restarts):
+            with attack_mode(model, self.bn_mode), torch.enable_grad():
+                x_adv = once(model, x, y)
+            x_adv = project(x_adv.detach(), x, self.eps, self.norm)
+            best = x_adv if best is None else torch.where(fooled.view(-1, *([1] * (x.ndim - 1))), best, x_adv)
+            if r + 1 < restarts:
+                fooled = predict(model, best) != y
+        return best
+
     def robust_flags(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         clean = predict(model, x) == y
         adv = predict(model, self.perturb(model, x, y)) == y

@@ -10,6 +10,8 @@ Details that follow the code (``GAMA/GAMA_PGD.py``), not the paper text:
   eval mode that value never changes, so it is computed once here: same numbers, half the forward passes);
 * 100 signed steps of initial size 2ε, divided by 10 after steps 60 and 85; after each step clip to [0, 1], then
   project onto the ε-ball; the output is the final iterate; one restart for the tables.
+* the code averages both loss terms over the batch; they are summed here, which scales the gradient by the batch
+  size and leaves its sign (up to rounding), hence every step, unchanged.
 """
 from __future__ import annotations
 
@@ -64,9 +66,16 @@ class GAMAPGD(Attack):
         return x_adv.detach()
 
     def _perturb(self, model, x, y):
+        """All restarts inside the caller's mode context, the worst case judged by the model as it is set;
+        :meth:`perturb` judges each restart in eval mode instead (see ``Attack._worst_case``)."""
         best = self._once(model, x, y)
         for _ in range(self.restarts - 1):
             with torch.no_grad():
                 fooled = model(best).argmax(1) != y
             best = torch.where(fooled.view(-1, 1, 1, 1), best, self._once(model, x, y))
         return best
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The per-image worst case over ``restarts`` runs (the first whose output the model misclassifies in eval
+        mode), inside the ε-ball and [0, 1]."""
+        return self._worst_case(model, x, y, self._once, self.restarts)

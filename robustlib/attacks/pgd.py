@@ -5,7 +5,8 @@ PGD here covers every variant the chapters need:
 * ℓ∞ (signed steps) or ℓ2 (normalised steps);
 * random start: ``uniform`` in the ball (Madry, FBF), ``bernoulli`` ±α per pixel (NuAT, GAT, R-FGSM-like), or none
   (FGSM, I-FGSM);
-* ``restarts``: an image counts as robust only if it survives every restart (per-sample worst case);
+* ``restarts``: an image counts as robust only if it survives every restart (per-sample worst case, each restart
+  judged by an eval-mode forward whatever BN mode crafts it, so more restarts never add a robust image);
 * ``step_schedule``: {step: multiplier} to decay the step size (e.g. GAMA-style ÷10 drops);
 * ``record``: {metric key: step} to read accuracy at several step counts from one run — NuAT reports PGD-20/100/500
   as snapshots of a single 500-step run;
@@ -71,10 +72,15 @@ class PGD(Attack):
             return margin_loss(logits.float(), y).sum()
         return -F.cross_entropy(logits.float(), target, reduction="sum")
 
-    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, record_steps: set[int] | None = None):
-        """One restart. Returns the final iterate and {step: correct-flags} for ``record_steps`` (eval BN only)."""
-        target = None
-        x_adv = x + random_start(x, self.start, self.start_scale, self.norm)
+    def _start(self, x: torch.Tensor) -> torch.Tensor:
+        """A random starting perturbation δ₀ (one draw of the global RNG per restart)."""
+        return random_start(x, self.start, self.start_scale, self.norm)
+
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, record_steps: set[int] | None = None,
+             start: torch.Tensor | None = None, target: torch.Tensor | None = None):
+        """One restart from ``start`` (drawn when None). Returns the final iterate, {step: correct-flags} for
+        ``record_steps`` (eval BN only) and the targeted attack's target labels (drawn when None)."""
+        x_adv = x + (self._start(x) if start is None else start)
         if self.clip_start:
             x_adv = x_adv.clamp(0, 1)
         flags: dict[int, torch.Tensor] = {}
@@ -92,37 +98,53 @@ class PGD(Attack):
         if record_steps and self.steps in record_steps:
             with torch.no_grad():
                 flags[self.steps] = model(x_adv).argmax(1) == y
-        return x_adv.detach(), flags
+        return x_adv.detach(), flags, target
 
     def _perturb(self, model, x, y):
+        """All restarts inside the caller's mode context (for callers that manage the model's mode themselves, such
+        as a training attack whose forwards update BN statistics); the worst case is judged by the model as it is
+        set. :meth:`perturb` judges each restart in eval mode instead (see ``Attack._worst_case``)."""
         best = None
         for r in range(self.restarts):
-            x_adv, _ = self._run(model, x, y)
+            x_adv = self._run(model, x, y)[0]
             if best is None:
                 best = x_adv
             else:  # keep the first restart that fools the model
                 with torch.no_grad():
                     fooled = model(best).argmax(1) != y
-                best = torch.where(fooled.view(-1, 1, 1, 1), best, x_adv)
+                best = torch.where(fooled.view(-1, *([1] * (x.ndim - 1))), best, x_adv)
         return best
 
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The per-image worst case over ``restarts`` runs (the first restart whose output the model misclassifies
+        in eval mode), inside the ε-ball and [0, 1]."""
+        return self._worst_case(model, x, y, lambda m, x_, y_: self._run(m, x_, y_)[0], self.restarts)
+
     def robust_flags(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per recorded step (or for the final iterate), True where the clean image and every restart's iterate are
+        classified correctly. The iterate scored at step k is the one after k updates of a single run per restart.
+        With eval BN its flags come from the attack's own forward passes. With batch-statistics BN (``bn_mode=
+        "train"``) each recorded iterate is recomputed by a run truncated at that step *from the same start* (and the
+        same target labels), and scored by an eval-mode forward with the model's own running statistics — the
+        attack's train-mode forwards would otherwise have moved them."""
         if not self.record:
             return super().robust_flags(model, x, y)
+        x = x.detach()
         clean = predict(model, x) == y
-        steps = set(self.record.values())
+        steps = sorted(set(self.record.values()))
         out = {k: clean.clone() for k in self.record}
-        with attack_mode(model, self.bn_mode), torch.enable_grad():
-            for _ in range(self.restarts):
-                if self.bn_mode == "eval":
-                    _, flags = self._run(model, x.detach(), y, steps)
-                else:  # batch-statistics attack: score each recorded iterate with an eval-mode forward
-                    flags = {}
-                    for s in steps:
-                        x_s, _ = self._truncated(s)._run(model, x.detach(), y)
-                        flags[s] = predict(model, x_s) == y
-                for k, s in self.record.items():
-                    out[k] &= flags[s]
+        for _ in range(self.restarts):
+            if self.bn_mode == "eval":
+                with attack_mode(model, "eval"), torch.enable_grad():
+                    _, flags, _ = self._run(model, x, y, set(steps))
+            else:
+                start, target, flags = self._start(x), None, {}
+                for s in steps:
+                    with attack_mode(model, self.bn_mode), torch.enable_grad():
+                        x_s, _, target = self._truncated(s)._run(model, x, y, start=start, target=target)
+                    flags[s] = predict(model, project(x_s, x, self.eps, self.norm)) == y
+            for k, s in self.record.items():
+                out[k] &= flags[s]
         return out
 
     def _truncated(self, steps: int) -> "PGD":
