@@ -59,8 +59,20 @@ def notebook_dir(root: Path | None = None) -> Path:
 
 
 def notebooks(root: Path | None = None) -> list[Path]:
-    """The chapter notebooks in book order (``NN_<name>.ipynb``)."""
+    """The notebooks in reading order (``NN_<name>.ipynb``, as JupyterLab lists them): each paper's chapter notebook
+    (``N0_<paper>``) first, then its parts (``N1_<paper>__<part>`` …)."""
     return sorted(notebook_dir(root).glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_order(paths: Sequence[Path]) -> list[Path]:
+    """The order a batch runs them in: each paper's parts before its chapter notebook, which gathers what they
+    trained; papers in reading order."""
+    papers: list[str] = []
+    for p in paths:
+        k = paper_key(chapter_name(p))
+        if k not in papers:
+            papers.append(k)
+    return sorted(paths, key=lambda p: (papers.index(paper_key(chapter_name(p))), "__" not in p.stem, p.name))
 
 
 def chapter_name(path: Path) -> str:
@@ -71,16 +83,17 @@ def chapter_name(path: Path) -> str:
 
 def paper_key(name: str) -> str:
     """The paper a notebook belongs to: a paper may split its runs over several notebooks,
-    ``NN_<paper>__<part>.ipynb``, each ≤ 10 minutes, followed by the chapter notebook ``NN_<paper>.ipynb``."""
+    ``NN_<paper>__<part>.ipynb``, each ≤ 10 minutes, listed after the chapter notebook ``N0_<paper>.ipynb`` and run
+    before it (:func:`run_order`)."""
     return name.split("__", 1)[0]
 
 
 def select(only: Sequence[str] | None, root: Path | None = None) -> list[Path]:
     """The notebooks named in ``only``: a paper key (``nuat``) for all of its notebooks, parts and chapter; a part
-    (``nuat__mnist``); or a file stem (``19_nuat``) for exactly that notebook."""
+    (``nuat__mnist``); or a file stem (``10_nuat``) for exactly that notebook."""
     nbs = notebooks(root)
     if not only:
-        return nbs
+        return run_order(nbs)
     names = {chapter_name(p): p for p in nbs}
     stems = {p.stem: p for p in nbs}
     papers = {paper_key(n) for n in names}
@@ -95,7 +108,7 @@ def select(only: Sequence[str] | None, root: Path | None = None) -> list[Path]:
             wanted.add(stems[n])
         else:
             raise UnknownNameError("notebook", n, sorted(set(names) | papers))
-    return [p for p in nbs if p in wanted]
+    return run_order([p for p in nbs if p in wanted])
 
 
 def code_version(root: Path) -> str:

@@ -87,7 +87,7 @@ def test_gather_copies_part_rows_of_the_same_profile_only(tmp_path):
     other.write()
     (tmp_path / "nuat__nuat.json").write_text((tmp_path / "q" / "nuat__nuat.json").read_text())
     chapter = Report("nuat", "smoke", tmp_path, "cifar10", 10)
-    found = ex.gather(chapter, {"single": "11_nuat__single", "nuat": "10_nuat__nuat", "mnist": "15_nuat__mnist"})
+    found = ex.gather(chapter, {"single": "12_nuat__single", "nuat": "11_nuat__nuat", "mnist": "16_nuat__mnist"})
     assert [r["method"] for r in chapter.rows] == ["FBF"]
     assert found.loc["nuat", "status"] == "other profile (quick)" and found.loc["mnist", "status"] == "missing"
 

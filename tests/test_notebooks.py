@@ -139,7 +139,7 @@ def test_parallel_batch_keeps_each_papers_order_runs_papers_side_by_side_and_com
     _timed_notebook(nbs / "00_solo.ipynb", 4)
     for stem in ("10_paper__one", "11_paper__two", "19_paper"):
         _timed_notebook(nbs / f"{stem}.ipynb", 0.5)
-    _timed_notebook(nbs / "99_comparison.ipynb", 0.1)
+    _timed_notebook(nbs / "90_comparison.ipynb", 0.1)
     run = tmp_path / "run"
     m = reproduce.reproduce("smoke", out=run, book=False, root=root, log=lambda s: None, jobs=2)
     assert m["jobs"] == 2 and all(e["status"] == "ok" for e in m["notebooks"].values()) and len(m["notebooks"]) == 5
@@ -150,7 +150,7 @@ def test_parallel_batch_keeps_each_papers_order_runs_papers_side_by_side_and_com
             t[(kind, stem)] = float(when)
     assert t["end", "10_paper__one"] <= t["start", "11_paper__two"] and t["end", "11_paper__two"] <= t["start", "19_paper"]
     assert t["start", "10_paper__one"] < t["end", "00_solo"]          # two papers ran at the same time
-    assert t["start", "99_comparison"] >= max(v for (k, s), v in t.items() if k == "end" and s != "99_comparison")
+    assert t["start", "90_comparison"] >= max(v for (k, s), v in t.items() if k == "end" and s != "90_comparison")
 
     # a failure stops its paper's later notebooks and everything not yet started; the running ones finish
     _timed_notebook(nbs / "10_paper__one.ipynb", 0.1, fail=True)
@@ -170,9 +170,9 @@ def test_publish_refuses_smoke_runs(smoke_run):
 
 def test_a_paper_key_selects_its_parts_and_chapter_and_a_stem_selects_one_notebook():
     nuat = [p.name for p in reproduce.select(["nuat"], ROOT)]
-    assert nuat[-1] == "19_nuat.ipynb" and "15_nuat__mnist.ipynb" in nuat and len(nuat) >= 7
-    assert [p.name for p in reproduce.select(["19_nuat"], ROOT)] == ["19_nuat.ipynb"]
-    assert [p.name for p in reproduce.select(["nuat__mnist"], ROOT)] == ["15_nuat__mnist.ipynb"]
+    assert nuat[-1] == "10_nuat.ipynb" and "16_nuat__mnist.ipynb" in nuat and len(nuat) >= 7
+    assert [p.name for p in reproduce.select(["10_nuat"], ROOT)] == ["10_nuat.ipynb"]
+    assert [p.name for p in reproduce.select(["nuat__mnist"], ROOT)] == ["16_nuat__mnist.ipynb"]
 
 
 def test_unknown_notebook_and_profile_names():
@@ -188,3 +188,14 @@ def test_results_schema_rejects_bad_documents():
         results.validate({"paper": "nuat", "profile": "smoke", "rows": [{"method": "NuAT", "metrics": {"clean": "x"}}]})
     msg = str(e.value)
     assert "missing top-level key 'hardware'" in msg and "metrics['clean'] should be a number" in msg
+
+
+def test_reading_order_lists_each_chapter_before_its_parts_and_the_batch_runs_parts_first():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names.index("10_nuat") < names.index("11_nuat__nuat") < names.index("16_nuat__mnist")
+    order = [p.stem for p in reproduce.run_order(NOTEBOOKS)]
+    for paper in ("nuat", "abnn", "advprop", "gradreg", "comparison"):
+        mine = [s for s in order if s.split("_", 1)[1].split("__")[0] == paper]
+        assert "__" not in mine[-1] and all("__" in s for s in mine[:-1]), mine
+    assert order[0] == "00_adversarial_examples" and order[-1] == "90_comparison"
+    assert [p.stem for p in reproduce.select(["nuat"])][-1] == "10_nuat"

@@ -3,11 +3,11 @@
 
 Steps the notebooks call:
 
-* part ``pgdat`` (``20_abnn__pgdat``): the PGD-AT baseline with t_max = 5 (12N);
-* part ``train`` (``21_abnn__train``): the substitute (pre-trained on Tiny-ImageNet-32, or torchvision ImageNet
+* part ``pgdat`` (``21_abnn__pgdat``): the PGD-AT baseline with t_max = 5 (12N);
+* part ``train`` (``22_abnn__train``): the substitute (pre-trained on Tiny-ImageNet-32, or torchvision ImageNet
   weights a user supplies), the undefended target (2N) and the headline ABNN (batch-global μ/σ, stage placement, 3N);
-* part ``variants`` (``22_abnn__variants``): ABNN with per-sample μ/σ and ABNN with an adaptive BN at every BN;
-* the chapter (``29_abnn``): reuses every trained model, evaluates the CIFAR-10 table (clean, PGD, ROA, AutoAttack),
+* part ``variants`` (``23_abnn__variants``): ABNN with per-sample μ/σ and ABNN with an adaptive BN at every BN;
+* the chapter (``20_abnn``): reuses every trained model, evaluates the CIFAR-10 table (clean, PGD, ROA, AutoAttack),
   the gradient-masking sanity checks, the cost table, the ROA examples, and (smoke profile only, or with UCF-101 at
   hand) the video experiment.
 

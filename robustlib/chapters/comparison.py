@@ -115,9 +115,9 @@ PARTS: dict[str, tuple[Task, ...]] = {
     "bn": (Task("AdvProp", 0, "full"), Task("AdvProp (aux BN)", 0, "full"), Task("AdvProp", 1, "suite"),
            Task("AdvProp (aux BN)", 1, "suite"), Task("ABNN", 0, "full")),
 }
-NOTEBOOKS = {"fd": "90_comparison__fd", "baselines": "91_comparison__baselines",
-             "single_step": "92_comparison__single_step", "seed1": "93_comparison__seed1",
-             "bn": "94_comparison__bn", None: "99_comparison"}
+NOTEBOOKS = {"fd": "91_comparison__fd", "baselines": "92_comparison__baselines",
+             "single_step": "93_comparison__single_step", "seed1": "94_comparison__seed1",
+             "bn": "95_comparison__bn", None: "90_comparison"}
 PART_TITLES = {
     "fd": "FD gradient regularization on ResNet-18, trained here (two seeds)",
     "baselines": "Normal (two seeds), PGD-AT and TRADES",

@@ -7,7 +7,7 @@ distance (PGD bisection and FAB), the L- and C-bounds, the h-ablation of the jou
 FD penalty with the exact one as h shrinks (in float64, fp32, TF32 and bf16), and the training cost in N and seconds.
 
 The runs are a *plan* (:data:`RUNS`): each run belongs to one part notebook (``4X_gradreg__<part>``), sized so that
-every notebook of the quick profile fits 10 minutes on one H200; the chapter notebook (``49_gradreg``) collects every
+every notebook of the quick profile fits 10 minutes on one H200; the chapter notebook (``40_gradreg``) collects every
 run (reusing the parts' checkpoints and cached evaluations; anything missing is trained or evaluated on the spot)
 and builds the tables and figures.
 """

@@ -64,8 +64,8 @@ SHOW = {T1: ["clean", "pgd20", "pgd500", "gama100", "aa"], T2: ["clean", "pgd100
 EPS = {"cifar10": 8 / 255, "mnist": 0.3, "imagenet100": 8 / 255}
 ALPHA = {"cifar10": 4 / 255, "mnist": 0.3, "imagenet100": 4 / 255}  # Bernoulli start of NuAT / GAT
 PGD_STEP = {"cifar10": 2 / 255, "mnist": 0.01, "imagenet100": 2 / 255}
-PARTS = {"nuat": "10_nuat__nuat", "single": "11_nuat__single", "guided": "12_nuat__guided",
-         "pgd_awp": "13_nuat__pgd_awp", "trades_free": "14_nuat__trades_free", "mnist": "15_nuat__mnist"}
+PARTS = {"nuat": "11_nuat__nuat", "single": "12_nuat__single", "guided": "13_nuat__guided",
+         "pgd_awp": "14_nuat__pgd_awp", "trades_free": "15_nuat__trades_free", "mnist": "16_nuat__mnist"}
 
 # Passes per training sample per epoch (N: a forward or a backward of one image through one network), derived in
 # the chapter and checked against the cost meter in the tests.
@@ -581,7 +581,7 @@ def part_minutes(cfg: Config) -> pd.DataFrame:
         if k in tot.index:
             tot.loc[k, "est. total min"] += v
     tot.loc["chapter"] = [0.0, 0.0, 0.5 + 0.5 + 1.5]  # confusion matrices, WRN cost, figures
-    tot["notebook"] = [PARTS.get(p, "19_nuat") + ".ipynb" for p in tot.index]
+    tot["notebook"] = [PARTS.get(p, "10_nuat") + ".ipynb" for p in tot.index]
     return tot
 
 
@@ -791,7 +791,7 @@ def gather(cfg: Config, rep: Report) -> pd.DataFrame:
         from ..reported import methods
         missing = [m for m in methods(PAPER, table)]
         rep.add_missing(table, missing, f"not measured in this run: run the part notebooks "
-                        f"({', '.join(nb for nb in PARTS.values())}) before 19_nuat with profile {cfg.profile!r}",
+                        f"({', '.join(nb for nb in PARTS.values())}) before 10_nuat with profile {cfg.profile!r}",
                         metrics)
     return pd.DataFrame(found).set_index("part")
 
