@@ -11,6 +11,8 @@ an interrupted run resumes on exactly the same values.
 * :func:`triangular`: one 0 → max_lr → 0 triangle, peak at half of training, momentum cycling on (Wong et al.'s FBF
   and locuslab's Free-AT scripts: ``CyclicLR`` with its defaults).
 * :class:`Cosine` (with optional linear warm-up) and :class:`Constant`.
+* :class:`StepDecay` (÷γ at fractions of training) and :class:`Compressed` (any schedule run faster, so that a
+  shortened run follows the paper's curve as a function of progress).
 """
 from __future__ import annotations
 
@@ -108,6 +110,37 @@ class Cosine(Schedule):
             return self.lr * epoch / self.warmup, None
         t = min(1.0, (epoch - self.warmup) / max(self.epochs - self.warmup, 1e-12))
         return self.final_lr + 0.5 * (self.lr - self.final_lr) * (1 + math.cos(math.pi * t)), None
+
+
+@SCHEDULES.register("step_decay")
+@dataclass
+class StepDecay(Schedule):
+    """lr × γ^k, k = number of fractions f with epoch ≥ f·epochs: Finlay & Oberman's ÷5 at epochs 60/120/160 of 200
+    is ``fractions=(0.3, 0.6, 0.8), gamma=0.2``, and the same fractions compress it to shorter runs."""
+
+    lr: float
+    epochs: float
+    fractions: tuple[float, ...] = (0.3, 0.6, 0.8)
+    gamma: float = 0.2
+
+    def __call__(self, epoch):
+        k = sum(epoch >= f * self.epochs - 1e-9 for f in self.fractions)
+        return self.lr * self.gamma ** k, None
+
+
+@dataclass
+class Compressed(Schedule):
+    """A paper's schedule run ``factor`` times faster: lr(e) = base(e·factor) (factor = paper epochs / run epochs).
+
+    Milestones and a cyclic-step freeze then fall at the same fraction of training as in the paper."""
+    base: Schedule
+    factor: float = 1.0
+
+    def __call__(self, epoch):
+        return self.base(epoch * self.factor)
+
+    def describe(self) -> dict:
+        return {"name": "compressed", "factor": self.factor, "base": self.base.describe()}
 
 
 def build_schedule(spec: dict | Schedule) -> Schedule:

@@ -57,3 +57,13 @@ def mean_sd(values: Iterable[float]) -> tuple[float, float, int]:
     m = sum(v) / len(v)
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
     return m, sd, len(v)
+
+
+# two-sided 95 % Student-t quantiles for 1–30 degrees of freedom (for mean ± t·sd/√n over seeds)
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    """The two-sided 95 % Student-t quantile for ``df`` degrees of freedom (1.96 beyond 30)."""
+    return T95[df - 1] if 1 <= df <= len(T95) else 1.96

@@ -38,7 +38,7 @@ from ..methods.advprop import AdvProp, MixedAT, attacker, bn_route, dual_batchno
 from ..models import build_model, num_parameters
 from ..report import Report
 from ..schedules import Piecewise, triangular
-from ..stats import mean_sd, newcombe_difference, wilson_interval
+from ..stats import mean_sd, newcombe_difference, t95, wilson_interval
 from ..training import TrainConfig, TrainResult
 from ..utils import atomic_save, derive_seed, fingerprint, load_checkpoint
 from .common import RunSettings, by_profile, cifar10_splits, settings, train_cached
@@ -54,15 +54,6 @@ PART_TITLES = {
     "strength": "the attack-strength sweep at full width",
     "reference": "PGD-AT at full width, and Mixed (shared BN) under the strongest attacker",
 }
-# two-sided 95 % Student-t quantiles for 1–30 degrees of freedom (for mean ± t·sd/√n over seeds)
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t95(df: int) -> float:
-    return T95[df - 1] if 1 <= df <= len(T95) else 1.96
-
-
 # ------------------------------------------------------------------------------------------------- runs
 
 

@@ -351,7 +351,7 @@ def _budget(res: TrainResult, replays: int = 1) -> dict:
 def fd_train_config(cfg: Config, seed: int) -> TrainConfig:
     """The gradreg chapter's recipe shape (SGD 0.9, weight decay 5e-4, batch 128, lr 0.1 ÷5 at 30/60/80 % of training,
     crop with grey padding, flip, Cutout 16, strict fp32) at this chapter's budget."""
-    from .gradreg import StepDecay
+    from ..schedules import StepDecay
     return TrainConfig(epochs=cfg.fd_epochs, batch_size=cfg.fd_batch, lr=0.1, schedule=StepDecay(0.1, cfg.fd_epochs),
                        momentum=0.9, weight_decay=5e-4, nesterov=False,
                        augment=Augment(crop_padding=4, fill=128, flip=True, cutout=16), seed=seed, amp="off",

@@ -36,7 +36,7 @@ from ..methods import PGDAT, Standard
 from ..methods.gradreg import DoubleBackpropGR, FiniteDifferenceGR, dual_norm_sq, fd_penalty
 from ..models import build_model
 from ..report import Report
-from ..schedules import Schedule
+from ..schedules import StepDecay
 from ..training import TrainConfig, Trainer, TrainResult
 from ..utils import fingerprint, fp32_strict
 from .common import RunSettings, by_profile, cifar10_splits, settings, train_cached
@@ -123,21 +123,6 @@ L2_ROWS = ("Undefended", "Undefended (smooth)", "7-step AT", "squared l2 lambda=
 TABLES = {"cifar10_linf": "poster_linf", "cifar10_l2": "arxiv_l2", "constants": "arxiv_constants",
           "h_ablation": "journal_h_ablation", "cost": "journal_hours"}
 PERCENT_METRICS = {"err_clean", "err_2", "err_8"}
-
-
-@dataclass
-class StepDecay(Schedule):
-    """lr × γ^k, k = number of fractions f with epoch ≥ f·epochs: the authors' ÷5 at epochs 60/120/160 of 200 is
-    ``fractions=(0.3, 0.6, 0.8), gamma=0.2``, and the same fractions compress it to shorter runs."""
-
-    lr: float
-    epochs: float
-    fractions: tuple[float, ...] = (0.3, 0.6, 0.8)
-    gamma: float = 0.2
-
-    def __call__(self, epoch):
-        k = sum(epoch >= f * self.epochs - 1e-9 for f in self.fractions)
-        return self.lr * self.gamma ** k, None
 
 
 # ------------------------------------------------------------------------------------------------ configuration

@@ -48,7 +48,7 @@ from ..methods.baselines import GAT, RMGM, TRADES, FreeAT, TRADESAWP
 from ..methods.nuat import NuAT, NuAT2, NuAT2WA, NuATHybrid
 from ..models import build_model
 from ..report import Report
-from ..schedules import Cyclic, Piecewise, Schedule, triangular
+from ..schedules import Compressed, Cyclic, Piecewise, Schedule, triangular
 from ..training import Selector, TrainConfig, Trainer, TrainResult
 from .common import RunSettings, by_profile, settings, train_cached
 
@@ -123,21 +123,6 @@ AWP_WARMUP = 9
 
 
 # ------------------------------------------------------------------------------------------------- schedules
-
-
-@dataclass
-class Compressed(Schedule):
-    """The paper's schedule run ``factor`` times faster: lr(e) = base(e·factor) (factor = paper epochs / run epochs).
-
-    Milestones and the cyclic-step freeze then fall at the same fraction of training as in the paper."""
-    base: Schedule
-    factor: float = 1.0
-
-    def __call__(self, epoch):
-        return self.base(epoch * self.factor)
-
-    def describe(self) -> dict:
-        return {"name": "compressed", "factor": self.factor, "base": self.base.describe()}
 
 
 def nuat_schedule() -> Cyclic:
