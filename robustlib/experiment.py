@@ -99,6 +99,23 @@ class RunSpec:
                 "source": self.source}
 
 
+def fmt_value(v) -> str:
+    """A hyperparameter as a reader writes it: 0.0313… → "8/255", (100, 150) → "100, 150"."""
+    if isinstance(v, float) and v > 0 and abs(v * 255 - round(v * 255)) < 1e-9 and v < 1:
+        return f"{round(v * 255)}/255"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt_value(i) for i in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k} = {fmt_value(i)}" for k, i in v.items()) or "—"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def recipe_frame(recipes: Mapping[str, Mapping]) -> pd.DataFrame:
+    """A chapter's literal RECIPES table as the paper's hyperparameter table (one row per trained model)."""
+    return pd.DataFrame([{"row": k, **{c: fmt_value(v) for c, v in r.items()}} for k, r in recipes.items()]
+                        ).set_index("row")
+
+
 def slug(text: str) -> str:
     """A folder-safe lower-case name: "cifar10/NuAT-WA" → "cifar10-nuat-wa"."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("+", "p")).strip("-")

@@ -123,3 +123,10 @@ def test_other_evaluations_share_the_cache(tmp_path, small):
     assert np.array_equal(a["dist"], b["dist"])
     ex.cached(run, {"budget": "pgd-5"}, compute)
     assert len(calls) == 2
+
+
+def test_recipe_table_writes_budgets_as_a_reader_does():
+    df = ex.recipe_frame({"PGD-AT": {"method": "pgd_at", "hp": {"eps": 8 / 255, "steps": 10}, "milestones": (100, 150),
+                                     "weight_decay": 5e-4}})
+    assert df.loc["PGD-AT", "hp"] == "eps = 8/255, steps = 10" and df.loc["PGD-AT", "milestones"] == "100, 150"
+    assert df.loc["PGD-AT", "weight_decay"] == "0.0005"

@@ -99,7 +99,7 @@ class Config:
 
 def recipe_table() -> pd.DataFrame:
     """RECIPES as the paper's hyperparameter table."""
-    return pd.DataFrame([{"row": k, **{c: v for c, v in r.items()}} for k, r in RECIPES.items()]).set_index("row")
+    return ex.recipe_frame(RECIPES)
 
 
 def make_spec(label: str, profile: dict, seed: int, overrides: dict | None = None) -> ex.RunSpec:
