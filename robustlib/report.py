@@ -48,7 +48,8 @@ class Report:
                 paper: Mapping[str, float | None] | None = None, reported_table: str | None = None,
                 cost_passes: float | None = None, train_s: float | None = None, epochs: int | None = None,
                 note: str = "", n: int | None = None, percent: Sequence[str] | None = None,
-                ci: Mapping[str, Sequence[float]] | None = None, **extra) -> dict:
+                ci: Mapping[str, Sequence[float]] | None = None, flags: Mapping[str, Sequence[bool]] | None = None,
+                **extra) -> dict:
         """Add (or replace) the row ``(table, method)``.
 
         ``paper`` gives the paper's numbers; by default they are looked up in :mod:`robustlib.reported` under
@@ -56,6 +57,8 @@ class Report:
         is the number of images behind the accuracies. Metrics named in ``percent`` (default: all) are proportions in
         percent and get a 95 % Wilson interval; ``ci`` supplies intervals for other metrics (e.g. a bootstrap
         interval of a mean distance).
+        ``flags`` keeps the per-image correct flags of accuracies (as '0'/'1' strings), so that claims can
+        compare two rows on the same images with a paired interval (:mod:`robustlib.claims`).
         """
         metrics = {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
                    for k, v in metrics.items()}
@@ -70,6 +73,8 @@ class Report:
                "cost_passes": None if cost_passes is None else float(cost_passes),
                "train_s": None if train_s is None else float(train_s),
                "epochs": None if epochs is None else int(epochs), "note": note, **extra}
+        if flags:
+            row["flags"] = {k: "".join("1" if bool(v) else "0" for v in f) for k, f in flags.items()}
         self.rows = [r for r in self.rows if (r["table"], r["method"]) != (table, method)] + [row]
         return row
 
