@@ -39,7 +39,7 @@ from typing import Any
 from .errors import ConfigError
 
 PAPERS = ("adversarial_examples", "nuat", "abnn", "advprop", "gradreg", "comparison", "bench")
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "paper")   # the run profiles, defined once (robustlib.chapters.common re-exports it)
 TOP_LEVEL = {"paper": str, "profile": str, "dataset": str, "n_eval": int, "hardware": dict, "versions": dict,
              "git": dict, "wall_s": (int, float), "rows": list}
 ROW = {"table": str, "method": str, "metrics": dict, "paper": dict, "cost_passes": (int, float, type(None)),

@@ -26,7 +26,7 @@ from ..methods.base import Method
 from ..training import Selector, TrainConfig, Trainer, TrainResult
 from ..utils import resolve_device, seed_everything
 
-PROFILES = ("smoke", "quick", "paper")
+from ..results import PROFILES  # noqa: E402  (defined once, beside the results schema that records it)
 
 
 def check_profile(profile: str) -> str:
