@@ -10,7 +10,9 @@ everything under ``runs/P/`` (never a tracked file):
     runs/P/book/_build/html/        an HTML book of this run
 
 A failing notebook stops the batch with the notebook's name and the failing cell. Rerunning skips notebooks that
-already completed for the same code version and profile (``--force`` reruns them).
+already completed for the same code and profile (``--force`` reruns them): "the same code" is
+:func:`notebook_version` — the notebook, the library and its own chapter — so an unrelated change reruns nothing, and
+a chapter notebook reruns whenever one of its parts did.
 
 ``--jobs J`` runs J notebooks at a time (the default on a machine without a GPU, in the smoke profile: one per CPU
 core up to 4, each kernel with its share of the cores; otherwise 1, since the notebooks of a GPU profile each want
@@ -129,6 +131,34 @@ def code_version(root: Path) -> str:
     return commit
 
 
+def notebook_version(nb: Path, root: Path) -> str:
+    """What a notebook's results depend on, hashed: the notebook itself, the library outside ``robustlib/chapters``
+    (plus the chapters' shared ``common.py``), its own chapter module or package and its reported numbers — for a
+    paper in :data:`AFTER_ALL` every chapter. A finished notebook is rerun only when this changes, so editing the
+    README, a test or another paper's chapter never redoes hours of finished work (and a rerun notebook still finds
+    its trained checkpoints and cached evaluations)."""
+    paper = paper_key(chapter_name(nb))
+    lib = root / "robustlib"
+    chapters = lib / "chapters"
+    files = []
+    for f in sorted(lib.rglob("*")):
+        if not f.is_file() or f.suffix not in (".py", ".yaml") or "__pycache__" in f.parts:
+            continue
+        rel = f.relative_to(lib)
+        if rel.parts[0] == "chapters" and rel.name not in ("common.py", "__init__.py") or (
+                rel.parts[0] == "chapters" and len(rel.parts) > 2):
+            own = rel.parts[1].removesuffix(".py") == paper
+            if not (own or paper in AFTER_ALL):
+                continue
+        if rel.parts[0] == "reported" and f.suffix == ".yaml" and f.stem != paper and paper not in AFTER_ALL:
+            continue
+        files.append(f)
+    h = hashlib.sha256(nb.read_bytes())
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------------------------- reproduce
 
 
@@ -177,12 +207,15 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
                     versions=package_versions(["papermill", "jupyter-book"]))
     entries = manifest.setdefault("notebooks", {})
     todo = []
-    for nb in select(only, root):
+    selected = select(only, root)
+    versions = {chapter_name(nb): notebook_version(nb, root) for nb in selected}
+    for nb in selected:
         name = chapter_name(nb)
         entry = entries.get(name, {})
-        if (not force and entry.get("status") == "ok" and entry.get("code_version") == version
-                and (run / "notebooks" / nb.name).exists()):
-            log(f"[reproduce] {name}: already completed for code {version} ({entry['wall_s']:.0f} s), skipped")
+        parts_rerun = "__" not in name and any(paper_key(chapter_name(t)) == name for t in todo)
+        if (not force and not parts_rerun and entry.get("status") == "ok"
+                and entry.get("code_version") == versions[name] and (run / "notebooks" / nb.name).exists()):
+            log(f"[reproduce] {name}: already completed for this code ({entry['wall_s']:.0f} s), skipped")
         else:
             todo.append(nb)
     env = {"ROBUSTLIB_PROGRESS": "plain", "ROBUSTLIB_DATA": str(data), "ROBUSTLIB_GPUS": str(gpus)}
@@ -190,7 +223,7 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     env_before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    job = _Job(profile, seed, device, data, results, version)
+    job = _Job(profile, seed, device, data, results, version, versions)
     failures: list[str] = []
 
     def started(nb: Path) -> None:
@@ -244,12 +277,14 @@ class _Job:
     device: str
     data: Path
     results: Path
-    version: str
+    version: str                       # the commit (recorded)
+    versions: dict                     # notebook name → notebook_version (decides what a rerun skips)
 
 
 def _entry(nb: Path, job: _Job) -> dict:
     """A notebook's manifest entry before it runs."""
-    return {"notebook": nb.name, "output": str(Path("notebooks") / nb.name), "code_version": job.version,
+    return {"notebook": nb.name, "output": str(Path("notebooks") / nb.name),
+            "code_version": job.versions.get(chapter_name(nb), job.version), "commit": job.version,
             "profile": job.profile, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

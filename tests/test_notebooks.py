@@ -199,3 +199,26 @@ def test_reading_order_lists_each_chapter_before_its_parts_and_the_batch_runs_pa
         assert "__" not in mine[-1] and all("__" in s for s in mine[:-1]), mine
     assert order[0] == "00_adversarial_examples" and order[-1] == "90_comparison"
     assert [p.stem for p in reproduce.select(["nuat"])][-1] == "10_nuat"
+
+
+def test_a_notebook_reruns_only_when_its_own_code_changes(tmp_path):
+    """Editing the README, a test or another paper's chapter must not redo finished notebooks; editing the library,
+    the notebook or its own chapter must."""
+    root = tmp_path
+    for f, text in {"robustlib/attacks.py": "a = 1", "robustlib/chapters/common.py": "c = 1",
+                    "robustlib/chapters/nuat.py": "n = 1", "robustlib/chapters/abnn/__init__.py": "b = 1",
+                    "robustlib/reported/nuat.yaml": "x: 1", "robustlib/reported/abnn.yaml": "y: 1",
+                    "notebooks/10_nuat.ipynb": "{}", "notebooks/90_comparison.ipynb": "{}", "README.md": "r"}.items():
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text(text)
+    nuat, comp = root / "notebooks/10_nuat.ipynb", root / "notebooks/90_comparison.ipynb"
+    v = lambda nb: reproduce.notebook_version(nb, root)  # noqa: E731
+    before, before_comp = v(nuat), v(comp)
+    for f in ("README.md", "robustlib/chapters/abnn/__init__.py", "robustlib/reported/abnn.yaml"):
+        (root / f).write_text("changed")
+    assert v(nuat) == before and v(comp) != before_comp   # the comparison reads every chapter
+    for f in ("robustlib/chapters/nuat.py", "robustlib/attacks.py", "robustlib/chapters/common.py",
+              "notebooks/10_nuat.ipynb", "robustlib/reported/nuat.yaml"):
+        old = v(nuat)
+        (root / f).write_text("changed again")
+        assert v(nuat) != old, f
