@@ -121,14 +121,14 @@ def describe(c: Claim) -> str:
     if c.kind == "greater":
         return f"{c.metric}: {c.a} − {c.b} > {c.margin:g} (paired)"
     if c.kind == "less":
-        return f"{c.metric}: {c.a} − {c.b} < −{c.margin:g} (paired)"
+        return f"{c.metric}: {c.a} − {c.b} < {-c.margin:g} (paired)"
     if c.kind == "within":
         return f"{c.metric}: |{c.a} − {c.b}| ≤ {c.margin:g} (paired)"
     if c.kind == "below":
         return f"{c.metric}: {c.a} < {c.value:g} %"
     if c.kind == "above":
         return f"{c.metric}: {c.a} > {c.value:g} %"
-    return f"passes × epochs: {c.a} / {c.b} ≤ {c.value:g}"
+    return f"measured passes: {c.a} / {c.b} ≤ {c.value:.3g}"
 
 
 def flags_from_rows(rows: Sequence[Mapping], table_name: str) -> Callable[[str, str], list[bool] | None]:

@@ -142,6 +142,13 @@ class Trained:
             raise ConfigError(f"run {self.spec.alias} has no model {which!r}; available: {', '.join(models)}")
         return models[which].eval()
 
+    # the training record, as on a TrainResult
+    history = property(lambda self: self.result.history)
+    epochs = property(lambda self: self.result.epochs)
+    train_seconds = property(lambda self: self.result.train_seconds)
+    passes_per_sample = property(lambda self: self.result.passes_per_sample)
+    cost = property(lambda self: self.result.cost)
+
     def selected_epoch(self, which: str = "model") -> int | None:
         return self.result.best.get(which, {}).get("epoch")
 

@@ -4,7 +4,7 @@ Schema (documented in the book's appendix; extra keys are allowed and preserved)
 
     {
       "paper": "nuat",                 # one of PAPERS
-      "profile": "quick",              # smoke | quick | paper
+      "profile": "quick",              # smoke | quick | cpu | paper
       "dataset": "cifar10",
       "n_eval": 1000,                  # test images per evaluation
       "seed": 0,
@@ -39,7 +39,8 @@ from typing import Any
 from .errors import ConfigError
 
 PAPERS = ("adversarial_examples", "nuat", "abnn", "advprop", "gradreg", "comparison", "bench")
-PROFILES = ("smoke", "quick", "paper")   # the run profiles, defined once (robustlib.chapters.common re-exports it)
+PROFILES = ("smoke", "quick", "cpu", "paper")   # the run profiles, defined once (chapters.common re-exports it)
+GPU_PROFILES = ("quick", "paper")               # published over cpu results, which stay in book/results/cpu/
 TOP_LEVEL = {"paper": str, "profile": str, "dataset": str, "n_eval": int, "hardware": dict, "versions": dict,
              "git": dict, "wall_s": (int, float), "rows": list}
 ROW = {"table": str, "method": str, "metrics": dict, "paper": dict, "cost_passes": (int, float, type(None)),

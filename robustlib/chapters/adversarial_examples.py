@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+import dataclasses
+
 from .. import experiment as ex
+from ..claims import Claim, table as claims_table
 from .. import plotting
 from ..attacks import FGSM, PGD, AutoAttack, predict
 from ..data import Augment
@@ -51,11 +54,21 @@ PROFILES = {
               "hp": {"PGD-AT": {"steps": 5}}, "schedule": "triangular", "eps_grid": (0, 1, 2, 4, 6, 8, 12, 16),
               "pgd_steps": 20, "aa_eps": (2, 4, 8), "aa": ("standard", None, None), "cost_batches": 5,
               "eval_batch": 1000},
+    # two CPU cores: NuAT's width-16 ResNet-18 (bf16 + channels_last where the CPU computes bf16 natively), 15 epochs
+    # of standard training and 4 of PGD-AT with t = 5 (the slides' 12N), AutoAttack on 500 images
+    "cpu": {"n_train": None, "n_test": 1000, "model": {"width": 16}, "batch": 128,
+            "epochs": {"Standard": 15, "PGD-AT": 4}, "hp": {"PGD-AT": {"steps": 5}}, "schedule": "triangular",
+            "eps_grid": (0, 2, 4, 8, 16), "pgd_steps": 20, "aa_eps": (8,), "aa": ("standard", None, None),
+            "aa_n": 500, "cost_batches": 3, "eval_batch": 500},
     "paper": {"n_train": None, "n_test": 1000, "model": {}, "batch": 128, "epochs": {}, "hp": {}, "schedule": None,
               "eps_grid": (0, 1, 2, 4, 6, 8, 12, 16), "pgd_steps": 20, "aa_eps": (1, 2, 4, 8, 16),
               "aa": ("standard", None, None), "cost_batches": 5, "eval_batch": 1000},
 }
 NOTES = {
+    "cpu": "cpu profile (two CPU cores): a width-16 ResNet-18 (NuAT's width for its CPU table), 15 epochs of standard "
+           "training and 4 epochs of PGD-AT with t = 5, triangular learning rate, instead of 200 epochs and t = 10; "
+           "AutoAttack (standard) on the first 500 test images. CPU scale: compare the differences between rows, "
+           "not the absolute numbers.",
     "smoke": "smoke profile: a width-8 ResNet-18 with one block per stage, 1 000 training images, 64 test images, "
              "PGD-5, AutoAttack reduced to APGD-CE with 20 iterations. The numbers only show that the pipeline runs.",
     "quick": "quick profile: 15 epochs of standard training and 10 epochs of PGD-AT with t = 5 (triangular learning "
@@ -119,6 +132,8 @@ def make_spec(label: str, profile: dict, seed: int, overrides: dict | None = Non
 def config(profile: str = "smoke", seed: int = 0, device: str = "auto", data_dir: str | None = None,
            out_dir: str | None = None, overrides: dict | None = None) -> Config:
     s = settings(profile, seed, device, data_dir, out_dir)
+    if s.profile not in PROFILES:
+        raise ConfigError(f"chapter 0 has no {s.profile!r} profile; valid: {', '.join(PROFILES)}")
     prof = PROFILES[s.profile]
     bad = set(overrides or {}) - set(RECIPES)
     if bad:
@@ -142,16 +157,16 @@ def load_data(cfg: Config):
     return train, test
 
 
-def train_row(cfg: Config, label: str, train, progress: bool = True) -> TrainResult:
+def train_row(cfg: Config, label: str, train, progress: bool = True) -> ex.Trained:
     """Train one RECIPES row (or reopen its finished run)."""
-    return ex.train(cfg.specs[label], train, cfg.s.checkpoint_dir, device=cfg.s.device, progress=progress).result
+    return ex.train(cfg.specs[label], train, cfg.s.checkpoint_dir, device=cfg.s.device, progress=progress)
 
 
-def train_standard(cfg: Config, train) -> TrainResult:
+def train_standard(cfg: Config, train) -> ex.Trained:
     return train_row(cfg, "Standard", train)
 
 
-def train_pgd_at(cfg: Config, train) -> TrainResult:
+def train_pgd_at(cfg: Config, train) -> ex.Trained:
     return train_row(cfg, "PGD-AT", train)
 
 
@@ -166,32 +181,74 @@ def adversarial_examples(cfg: Config, model, test, n: int = 8, eps: float = EPS)
     return fig
 
 
-def eps_sweep(cfg: Config, models: dict, test) -> pd.DataFrame:
-    """Accuracy of each model under FGSM, PGD and AutoAttack over the ε grid (tidy DataFrame with 95 % CIs).
+def _evaluations(cfg: Config, run: ex.Trained, test, e: int, desc: str) -> list:
+    """The cached evaluations of one run at ε = e/255: FGSM and PGD on all test images, AutoAttack with them or on
+    the first ``aa_n`` images when the profile says so (its cost on a CPU)."""
+    eps, aa_n = e / 255, cfg.profile.get("aa_n")
+    attacks = {"FGSM": FGSM(eps), f"PGD-{cfg.pgd_steps}": PGD(eps, eps / 4, cfg.pgd_steps)} if e > 0 else {}
+    separate = e in cfg.aa_eps and aa_n is not None and aa_n < len(test)
+    if e in cfg.aa_eps and not separate:
+        attacks["AutoAttack"] = _autoattack(cfg, eps)
+    kw = dict(batch_size=cfg.eval_batch, seed=cfg.s.seed, device=cfg.s.device)
+    out = [ex.evaluate_cached(run, attacks, test, desc=f"{desc} ε={e}/255", **kw)]
+    if separate:
+        out.append(ex.evaluate_cached(run, {"AutoAttack": _autoattack(cfg, eps)}, test, n=aa_n,
+                                      desc=f"{desc} AutoAttack ε={e}/255", **kw))
+    return out
+
+
+def eps_sweep(cfg: Config, runs: dict[str, ex.Trained], test) -> pd.DataFrame:
+    """Accuracy of each trained run under FGSM, PGD and AutoAttack over the ε grid (tidy DataFrame with 95 % CIs),
+    every evaluation cached beside its checkpoint (a resumed run does not redo it).
 
     At ε = 0 every attack's accuracy is the clean accuracy, so each curve starts there."""
     names = ["FGSM", f"PGD-{cfg.pgd_steps}", "AutoAttack"]
     rows = []
-    for model_name, model in models.items():
+    for model_name, run in runs.items():
         for e in cfg.eps_grid:
-            eps = e / 255
-            attacks = {}
-            if e > 0:
-                attacks = {"FGSM": FGSM(eps), f"PGD-{cfg.pgd_steps}": PGD(eps, eps / 4, cfg.pgd_steps)}
-                if e in cfg.aa_eps:
-                    attacks["AutoAttack"] = _autoattack(cfg, eps)
-            torch.manual_seed(cfg.s.seed)
-            res = evaluate(model, test, attacks, batch_size=cfg.eval_batch, device=cfg.s.device,
-                           desc=f"{model_name} ε={e}/255")
-            acc = res.accuracies()
-            for atk in names:
-                key = "clean" if e == 0 else atk
-                if key not in acc:
-                    continue
-                lo, hi = wilson_interval(int(res.flags[key].sum()), res.n)
-                rows.append({"model": model_name, "attack": atk, "eps_255": e, "accuracy": acc[key],
-                             "ci_low": lo, "ci_high": hi, "seconds": res.seconds.get(key), "n": res.n})
+            results = _evaluations(cfg, run, test, e, model_name)
+            for res in results:
+                acc = res.accuracies()
+                for atk in names:
+                    key = "clean" if e == 0 else atk
+                    if key not in acc or (key == "clean" and res is not results[0]):
+                        continue
+                    lo, hi = wilson_interval(int(res.flags[key].sum()), res.n)
+                    rows.append({"model": model_name, "attack": atk, "eps_255": e, "accuracy": acc[key],
+                                 "ci_low": lo, "ci_high": hi, "seconds": res.seconds.get(key), "n": res.n})
     return pd.DataFrame(rows)
+
+
+# The chapter's claims (the textbook facts it demonstrates), checked on our runs with paired intervals.
+CLAIMS = [
+    Claim("pgd_stronger", "PGD is a stronger attack than FGSM (undefended model)", "less", "pgd20", "Standard@pgd20",
+          "Standard@fgsm", source="Madry et al. (2018)"),
+    Claim("pgd_stronger_at", "PGD is a stronger attack than FGSM (PGD-AT model)", "less", "pgd20", "PGD-AT@pgd20",
+          "PGD-AT@fgsm", source="Madry et al. (2018)"),
+    Claim("at_robust", "Adversarial training buys robustness: PGD-AT beats Standard under PGD at 8/255", "greater",
+          "pgd20", "PGD-AT", "Standard", paper="NuAT table: PGD-AT 51.5 % vs Normal 0.0 % (PGD-20)",
+          source="NuAT paper, table 1"),
+    Claim("at_clean_cost", "…at a price in clean accuracy: PGD-AT is below Standard on clean images", "less", "clean",
+          "PGD-AT", "Standard", paper="NuAT table: 82.2 % vs 95.0 %", source="NuAT paper, table 1"),
+    Claim("standard_broken", "An undefended model is broken by PGD at 8/255 (below 5 %)", "below", "pgd20", "Standard",
+          value=5.0, paper="Normal: 0.0 %", source="NuAT paper, table 1"),
+    Claim("at_cost", "PGD-AT costs t + 1 times standard training per epoch (measured passes)", "cost_ratio_at_most",
+          "passes", "PGD-AT", "Standard", value=11.0, source="ABNN slides: 2N(t + 1); value set to t + 1 per profile"),
+]
+
+
+def claims(cfg: Config, runs: dict[str, ex.Trained], test) -> pd.DataFrame:
+    """CLAIMS checked: the flags come from the sweep's cached evaluations at ε = 8/255 (nothing is recomputed)."""
+    flags = {}
+    for name, run in runs.items():
+        res = _evaluations(cfg, run, test, 8, name)[0]
+        for col, key in (("clean", "clean"), (f"PGD-{cfg.pgd_steps}", "pgd20"), ("FGSM", "fgsm")):
+            flags[(name, key)] = res.flags[col].tolist()
+            flags[(f"{name}@{key}", "pgd20")] = res.flags[col].tolist()
+    t = cfg.at_steps
+    cost = {name: run.passes_per_sample for name, run in runs.items()}.get
+    listed = [dataclasses.replace(c, value=t + 1 + 1e-9) if c.key == "at_cost" else c for c in CLAIMS]
+    return claims_table(listed, lambda row, metric: flags.get((row, metric)), cost)
 
 
 def _autoattack(cfg: Config, eps: float) -> AutoAttack:
@@ -200,23 +257,30 @@ def _autoattack(cfg: Config, eps: float) -> AutoAttack:
                       apgd_budget=budget)
 
 
-def headline(cfg: Config, models: dict, sweep: pd.DataFrame, results: dict[str, TrainResult], rep: Report):
-    """The chapter's main table at ε = 8/255 from the sweep, recorded in the report."""
+def headline(cfg: Config, runs: dict[str, ex.Trained], sweep: pd.DataFrame, rep: Report):
+    """The chapter's main table at ε = 8/255 from the sweep, recorded in the report (AutoAttack with its own
+    interval when it ran on fewer images)."""
     table = "cifar10_resnet18"
-    for name, model in models.items():
+    for name, r in runs.items():
         sub = sweep[(sweep.model == name) & (sweep.eps_255.isin([0, 8]))]
-        get = lambda a, e: float(sub[(sub.attack == a) & (sub.eps_255 == e)].accuracy.iloc[0]) if len(  # noqa: E731
-            sub[(sub.attack == a) & (sub.eps_255 == e)]) else None
+
+        def get(a, e, col="accuracy"):
+            hit = sub[(sub.attack == a) & (sub.eps_255 == e)]
+            return float(hit[col].iloc[0]) if len(hit) else None
         metrics = {"clean": get("FGSM", 0), "fgsm": get("FGSM", 8), "pgd20": get(f"PGD-{cfg.pgd_steps}", 8),
                    "aa": get("AutoAttack", 8)}
-        r = results[name]
         note = " ".join(cfg.notes[:1])
         if cfg.pgd_steps != 20:
             note += f" The 'pgd20' column holds PGD-{cfg.pgd_steps} in this profile."
         if name == "PGD-AT" and cfg.at_steps != 10:
             note += f" PGD-AT trained with t = {cfg.at_steps} (the paper row uses t = 10)."
+        ci = {}
+        aa_n = get("AutoAttack", 8, "n")
+        if aa_n is not None and int(aa_n) != cfg.n_test:
+            note += f" AutoAttack on the first {int(aa_n)} test images."
+            ci["aa"] = (get("AutoAttack", 8, "ci_low"), get("AutoAttack", 8, "ci_high"))
         rep.add_row(table, name, metrics, cost_passes=r.passes_per_sample, train_s=r.train_seconds,
-                    epochs=r.epochs, note=note.strip())
+                    epochs=r.epochs, note=note.strip(), ci=ci, precision=r.result.hyperparameters.get("resolved"))
     return rep.compare(table)
 
 

@@ -7,6 +7,9 @@ Profiles:
   images, ~100 test images. For tests and a first look; its numbers mean nothing.
 * ``quick`` — one GPU, at most 10 minutes per notebook on an H200: real CIFAR-10/MNIST, shortened schedules (each
   chapter states how), evaluation on the first 1 000 test images with the paper's attack suite.
+* ``cpu`` — two CPU cores overnight (each notebook ≤ 45 minutes, the whole book ≤ 10 hours): real datasets, the
+  papers' architectures at reduced width, schedules compressed by each chapter's rule, the attack suite where it
+  fits; compare differences between rows (paired intervals), not absolute numbers.
 * ``paper`` — the paper's full protocol (schedules, epochs, architectures); evaluation on every test image available
   (only the first 1 000 CIFAR-10 test images exist in this project's copy).
 """
@@ -21,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..data import ArrayDataset, data_root, holdout_split, load_dataset
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 from ..methods.base import Method
 from ..training import Selector, TrainConfig, Trainer, TrainResult
 from ..utils import resolve_device, seed_everything
@@ -86,9 +89,17 @@ def default_out_dir() -> Path:
     return repo_root() / "runs" / "interactive" / "results"
 
 
-def by_profile(profile: str, smoke, quick, paper):
-    """Pick the value for ``profile``."""
-    return {"smoke": smoke, "quick": quick, "paper": paper}[check_profile(profile)]
+_NO_VALUE = object()
+
+
+def by_profile(profile: str, smoke, quick, paper, cpu=_NO_VALUE):
+    """Pick the value for ``profile``; a chapter that defines no ``cpu`` value refuses the cpu profile clearly."""
+    check_profile(profile)
+    if profile == "cpu":
+        if cpu is _NO_VALUE:
+            raise ConfigError("this chapter has no 'cpu' profile yet; valid here: smoke, quick, paper")
+        return cpu
+    return {"smoke": smoke, "quick": quick, "paper": paper}[profile]
 
 
 def cifar10_splits(s: RunSettings, n_train: int | None, n_test: int | None, holdout_per_class: int = 0):
