@@ -43,7 +43,8 @@ import nbformat
 
 from .chapters.common import PROFILES, check_profile, repo_root
 from .errors import ConfigError, RobustlibError, UnknownNameError
-from .utils import atomic_write_text, git_info, hardware_info, package_versions
+from .results import GPU_PROFILES
+from .utils import atomic_write_text, git_info, hardware_info, hardware_label, package_versions
 
 PENDING_TAG = "robustlib-pending"
 AFTER_ALL = ("comparison",)   # papers that reuse the other papers' trained models: they run after all the others
@@ -429,10 +430,11 @@ def _banner(text: str, kind: str, title: str):
     return cell
 
 
-PENDING_TEXT = ("This chapter has not been published from a GPU run yet, so it shows its code and prose without "
+PENDING_TEXT = ("This chapter has not been published from a run yet, so it shows its code and prose without "
                 "outputs. To see its tables and figures, run `make reproduce` (smoke profile, CPU) and open "
-                "`runs/smoke/book/_build/html`, or run `python -m robustlib reproduce --profile quick` on a GPU and "
-                "publish the run with `python -m robustlib reproduce --publish runs/quick`.")
+                "`runs/smoke/book/_build/html`, or run `python -m robustlib reproduce --profile cpu` (two CPU cores, "
+                "overnight) or `--profile quick` (one GPU) and publish the run with `python -m robustlib reproduce "
+                "--publish runs/cpu`.")
 
 
 def pending_copy(source: Path):
@@ -465,8 +467,22 @@ def sync_pending(root: Path | None = None) -> list[Path]:
     return changed
 
 
+def _published_profile(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("robustlib", {})
+    return None if meta.get("pending") else meta.get("profile")
+
+
 def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
-    """Copy a completed run's executed notebooks and results into the committed book (refuses smoke runs)."""
+    """Copy a completed run's executed notebooks and results into the committed book (refuses smoke runs).
+
+    Each published chapter opens with a banner naming the profile, the hardware, the commit and the wall time. A
+    ``cpu`` run's results always go to ``book/results/cpu/`` and, unless a GPU run (quick or paper) is published
+    for that chapter already, also to ``book/results/`` with its notebook; a GPU run replaces the cpu rows there and
+    the cpu results stay in ``book/results/cpu/``.
+    """
     root = (root or repo_root()).resolve()
     run = Path(run).resolve()
     manifest = load_manifest(run)
@@ -474,20 +490,43 @@ def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
         raise ReproduceError(f"{run} has no manifest.json: it is not a reproduce run folder")
     profile = manifest.get("profile")
     if profile == "smoke":
-        raise ReproduceError(f"{run} is a smoke run; only 'quick' or 'paper' runs can be published "
-                             f"(valid: {', '.join(p for p in PROFILES if p != 'smoke')})")
+        raise ReproduceError(f"{run} is a smoke run; only {', '.join(p for p in PROFILES if p != 'smoke')} runs can "
+                             "be published")
+    hw = hardware_label(manifest.get("hardware") or {})
     copied = []
     for name, entry in manifest.get("notebooks", {}).items():
         if entry.get("status") != "ok":
             log(f"[publish] {name}: not completed ({entry.get('status')}), skipped")
             continue
-        nb_src = run / entry["output"]
         dst = root / "book" / "chapters" / entry["notebook"]
-        shutil.copy(nb_src, dst)
+        res_src = run / entry["results"] if entry.get("results") else None
+        if profile not in GPU_PROFILES and res_src is not None:
+            keep = root / "book" / "results" / "cpu" / f"{name}.json"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(res_src, keep)
+            copied.append(keep)
+        if profile not in GPU_PROFILES and _published_profile(dst) in GPU_PROFILES:
+            log(f"[publish] {name}: a GPU run is published already; its {profile} results are kept in "
+                "book/results/cpu/ only")
+            continue
+        nb = nbformat.read(run / entry["output"], as_version=4)
+        nb.cells = [c for c in nb.cells if "robustlib-published" not in c.metadata.get("tags", [])]
+        text = (f"Published from a **{profile}** run on {hw}, commit `{(entry.get('commit') or '?')[:12]}`, "
+                f"{entry['wall_s'] / 60:.1f} minutes ({entry.get('started', '?')}).")
+        if profile not in GPU_PROFILES:
+            text += (" **CPU scale: compare the differences between rows, not the absolute numbers** — the models "
+                     "are narrower and trained for fewer epochs than the paper's (the configuration table says how).")
+        banner = _banner(text, "note", "Published run")
+        banner.metadata["tags"] = ["robustlib-published"]
+        nb.cells.insert(1, banner)
+        nb.metadata.setdefault("robustlib", {}).update(profile=profile, hardware=hw, commit=entry.get("commit"),
+                                                       wall_s=entry["wall_s"])
+        nb.metadata["robustlib"].pop("pending", None)
+        nbformat.write(nb, dst)
         copied.append(dst)
-        if entry.get("results"):
+        if res_src is not None:
             res_dst = root / "book" / "results" / f"{name}.json"
-            shutil.copy(run / entry["results"], res_dst)
+            shutil.copy(res_src, res_dst)
             copied.append(res_dst)
-        log(f"[publish] {name}: copied")
+        log(f"[publish] {name}: copied ({profile})")
     return copied

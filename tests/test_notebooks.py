@@ -66,7 +66,7 @@ def test_published_chapters_are_in_sync_or_from_a_real_run():
                 f"{dst.name} is out of date with notebooks/{src.name}: run `python -m robustlib book`")
         else:
             meta = nbformat.read(dst, as_version=4).metadata.get("robustlib", {})
-            assert meta.get("profile") in ("quick", "paper"), f"{dst.name} was published from a {meta} run"
+            assert meta.get("profile") in ("quick", "cpu", "paper"), f"{dst.name} was published from a {meta} run"
 
 
 @pytest.mark.slow
@@ -222,3 +222,40 @@ def test_a_notebook_reruns_only_when_its_own_code_changes(tmp_path):
         old = v(nuat)
         (root / f).write_text("changed again")
         assert v(nuat) != old, f
+
+
+def _fake_run(tmp_path, profile, name="nuat", notebook="10_nuat.ipynb"):
+    run = tmp_path / f"run-{profile}"
+    (run / "notebooks").mkdir(parents=True)
+    (run / "results").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# NuAT"), nbformat.v4.new_code_cell("1")])
+    nb.metadata["robustlib"] = {"profile": profile}
+    nbformat.write(nb, run / "notebooks" / notebook)
+    (run / "results" / f"{name}.json").write_text(json.dumps({"profile": profile}))
+    manifest = {"profile": profile, "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "gpu": None},
+                "notebooks": {name: {"status": "ok", "notebook": notebook, "output": f"notebooks/{notebook}",
+                                     "results": f"results/{name}.json", "commit": "abc123def456789",
+                                     "wall_s": 1800.0, "started": "2026-12-03T20:00:00"}}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_publishing_a_cpu_run_banners_it_and_a_gpu_run_replaces_it_keeping_the_cpu_results(tmp_path):
+    root = tmp_path / "repo"
+    (root / "book" / "chapters").mkdir(parents=True)
+    (root / "book" / "results").mkdir()
+    reproduce.publish(_fake_run(tmp_path, "cpu"), root, log=lambda *_: None)
+    nb = nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4)
+    banner = nb.cells[1].source
+    assert "**cpu** run on CPU (2 cores: AMD EPYC)" in banner and "abc123def456" in banner and "30.0 minutes" in banner
+    assert "compare the differences between rows" in banner and nb.metadata["robustlib"]["profile"] == "cpu"
+    assert json.loads((root / "book/results/nuat.json").read_text())["profile"] == "cpu"
+    assert json.loads((root / "book/results/cpu/nuat.json").read_text())["profile"] == "cpu"
+    reproduce.publish(_fake_run(tmp_path, "quick"), root, log=lambda *_: None)
+    assert json.loads((root / "book/results/nuat.json").read_text())["profile"] == "quick"
+    assert json.loads((root / "book/results/cpu/nuat.json").read_text())["profile"] == "cpu"
+    nb = nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4)
+    assert sum("Published run" in c.source for c in nb.cells) == 1 and "**quick**" in nb.cells[1].source
+    (tmp_path / "run-cpu").rename(tmp_path / "old-cpu")
+    reproduce.publish(_fake_run(tmp_path, "cpu"), root, log=lambda *_: None)  # a later cpu run: GPU chapter stays
+    assert nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4).metadata["robustlib"]["profile"] == "quick"
