@@ -23,6 +23,7 @@ configuration is refused rather than overwritten. A NaN/inf loss stops training 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -214,9 +215,11 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         shards = self.world if self.world > 1 else config.data_shards
-        self.batches = BatchIterator(train_data, config.batch_size, device=self.device, shuffle=True,
-                                     augment=config.augment, drop_last=True, seed=config.seed, shards=shards,
-                                     rank=self.rank if self.world > 1 else None)
+        # a dataset too large for the device (ImageNet) brings its own streaming batch iterator
+        make = getattr(train_data, "batch_iterator", None) or functools.partial(BatchIterator, train_data)
+        self.batches = make(config.batch_size, device=self.device, shuffle=True, augment=config.augment,
+                            drop_last=True, seed=config.seed, shards=shards,
+                            rank=self.rank if self.world > 1 else None)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=0.0, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)

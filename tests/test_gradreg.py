@@ -337,20 +337,83 @@ def test_lower_bounds_never_exceed_attack_distances_on_a_trained_smooth_model():
 # ---------------------------------------------------------------------------------------------- the chapter
 
 
-def test_the_plan_covers_every_reproduced_row_once_and_fits_the_quick_budget(tmp_path):
+def test_recipes_name_registered_methods_and_models_with_a_source_and_cover_every_row_once():
     from robustlib.chapters import gradreg as ch
-    cfg = ch.config("quick", out_dir=str(tmp_path), device="cpu")
-    labels = [r.label for r in cfg.runs]
-    assert len(set(labels)) == len(labels) and len({r.key for r in cfg.runs}) == len(cfg.runs)
+    from robustlib.chapters.gradreg.recipes import PARTS
+    for label, r in ch.RECIPES.items():
+        assert r["method"] in rl.methods.METHODS.names() and r["model"] in rl.models.MODELS.names(), label
+        assert r["source"] and set(r["evals"]) <= {"linf", "l2"}
+        assert (r["amp"] == "off") == (r["method"] in ("fd_gradreg", "dbp_gradreg"))   # penalties in strict fp32
+    planned = [k for labels in PARTS.values() for k in labels]
+    assert sorted(planned) == sorted(ch.RECIPES)                      # every row trained by exactly one notebook
     for row in ch.MAIN_ROWS + ch.L2_ROWS:
-        assert row in labels
-    ablation = sorted(r.ablation for r in cfg.runs if r.ablation)
+        assert row in ch.RECIPES
+    ablation = sorted(r["ablation"] for r in ch.RECIPES.values() if r["ablation"])
     assert ablation == sorted(reported.methods("gradreg", "journal_h_ablation"))
-    assert {r.part for r in cfg.runs} == set(ch.PARTS) | {"chapter"}
-    assert all(cfg.estimate_minutes(p) <= 8 for p in ch.PARTS + ("chapter",))
-    assert ch.RUN_BY_KEY["fd-l1-lam1-h0.1"].h == 0.1 and ch.RUN_BY_KEY["fd-l1-lam0.1-h0.01"].h == 0.01
-    s = ch.StepDecay(0.1, 200)
-    assert [s(e)[0] for e in (0, 59.9, 60, 120, 160)] == pytest.approx([0.1, 0.1, 0.02, 0.004, 0.0008])
+    assert ch.RECIPES["squared l1 lambda=1"]["hp"]["h"] == 0.1 and ch.RECIPES["squared l1 lambda=0.1"]["hp"]["h"] == 0.01
+    at = ch.RECIPES["7-step AT"]["hp"]
+    assert at["steps"] == 7 and at["start"] is None and at["alpha"] == pytest.approx(1.98 / 255, abs=0.01 / 255)
+    assert ch.recipe_table().shape[0] == len(ch.RECIPES)
+
+
+def test_specs_follow_the_authors_recipe_and_the_quick_plan_fits_its_budget(tmp_path):
+    from robustlib.chapters import gradreg as ch
+    from robustlib.schedules import StepDecay
+    cfg = ch.config("paper", out_dir=str(tmp_path), device="cpu")
+    sp = cfg.specs["squared l1 lambda=1"]
+    assert isinstance(sp.config.schedule, StepDecay) and sp.config.epochs == 200 and sp.config.batch_size == 128
+    assert [sp.config.schedule(e)[0] for e in (0, 59.9, 60, 120, 160)] == pytest.approx([0.1, 0.1, 0.02, 0.004, 0.0008])
+    assert sp.config.augment == rl.Augment(crop_padding=4, fill=128, flip=True, cutout=16)
+    assert sp.config.weight_decay == 5e-4 and sp.config.momentum == 0.9 and not sp.config.nesterov
+    assert sp.rows == {"squared l1 lambda=1": "model", "h=0.1": "model"}
+    m = sp.make_method()
+    assert isinstance(m, FiniteDifferenceGR) and (m.lam, m.h, m.norm) == (1.0, 0.1, "l1") and m.derived_passes() == 5
+    assert ch.describe(cfg.specs["7-step AT"]) == "7-step ℓ∞ PGD-AT (no random start, step 0.43/√3072, ε = 0.0314)"
+    quick = ch.config("quick", out_dir=str(tmp_path), device="cpu")
+    assert quick.specs["Undefended"].config.epochs == 4 and quick.epochs == 4
+    assert all(quick.estimate_minutes(p) <= 8 for p in ch.PARTS)
+    plan = quick.plan("baselines")
+    assert list(plan.index.get_level_values("row")) == ["Undefended", "7-step AT", "DBP squared l1 lambda=1"]
+    assert list(plan["derived N"]) == [2.0, 16.0, 4.0]                 # the methods' own statements
+
+
+def test_an_override_changes_the_spec_and_its_fingerprint_and_bad_overrides_are_explained(tmp_path):
+    from robustlib.chapters import gradreg as ch
+    from robustlib.training import run_fingerprint
+    data = rl.load_dataset("synthetic", "train", n=64, size=8)
+    base = ch.config("smoke", out_dir=str(tmp_path), device="cpu")
+    over = ch.config("smoke", out_dir=str(tmp_path), device="cpu", overrides={"h=0.1": {"h": 0.01, "epochs": 3}})
+    a, b = base.specs["squared l1 lambda=1"], over.specs["squared l1 lambda=1"]
+    assert b.hp == {**a.hp, "h": 0.01} and b.config.epochs == 3 and b.alias == a.alias
+    fp = lambda sp: run_fingerprint(sp.make_model(), sp.make_method(), data, sp.config)  # noqa: E731
+    assert fp(a) != fp(b)
+    assert fp(base.specs["Undefended"]) == fp(over.specs["Undefended"])            # other rows unchanged
+    with pytest.raises(rl.ConfigError, match="unknown rows"):
+        ch.config("smoke", out_dir=str(tmp_path), device="cpu", overrides={"squared l1 lambda=3": {"h": 1}})
+    with pytest.raises(rl.ConfigError, match="valid: lam, h, norm, order, strict"):
+        ch.config("smoke", out_dir=str(tmp_path), device="cpu", overrides={"squared l1 lambda=1": {"lambda": 2}})
+
+
+def test_the_by_hand_fd_step_of_the_notebook_equals_the_library_loss():
+    """The chapter notebook's by-hand cell: g = ∇ₓ mean ℓ, d = sign(g)/√N detached, D = (ℓ(x + h·d) − ℓ(x))/h,
+    loss = mean ℓ + (λ/2)·mean D², in fp32 strict mode, equal to FiniteDifferenceGR.loss (value and weight gradient)."""
+    from robustlib.utils import fp32_strict
+    torch.manual_seed(0)
+    model = rl.build_model("resnext34_2x32", width=4, blocks=(1, 1, 1)).train()
+    x, y = batch(n=8, size=32, dtype=torch.float32)
+    lam, h = 1.0, 0.1
+    with fp32_strict():
+        xi = x.clone().requires_grad_(True)
+        ell = F.cross_entropy(model(xi), y, reduction="none")
+        g, = torch.autograd.grad(ell.mean(), xi, retain_graph=True)
+        d = (g.sign() / math.sqrt(g[0].numel())).detach()
+        D = (F.cross_entropy(model(x + h * d), y, reduction="none") - ell) / h
+        by_hand = ell.mean() + lam / 2 * D.pow(2).mean()
+        library, _ = FiniteDifferenceGR(lam, h, "l1").loss(model, x, y, None)
+        params = list(model.parameters())
+        ga, gb = torch.autograd.grad(by_hand, params), torch.autograd.grad(library, params)
+    assert torch.allclose(by_hand, library)
+    assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(ga, gb))
 
 
 def test_chapter_runs_in_the_smoke_profile(tmp_path, data_root):
@@ -362,40 +425,112 @@ def test_chapter_runs_in_the_smoke_profile(tmp_path, data_root):
     train, test = ch.load_data(cfg)
     test = test.head(8)
     rep = ch.report(cfg)
-    res, evals = ch.collect(cfg, train, test, keys=["undefended", "fd-l1-lam1-h0.1"])
-    ch.add_rows(cfg, rep, res, evals)
+    labels = ["Undefended", "squared l1 lambda=1"]
+    runs = {k: ch.train_row(cfg, k, train, progress=False) for k in labels}
+    assert runs["squared l1 lambda=1"].folder.name.startswith("gradreg-squared-l1-lambda-1-")
+    evals = {k: ch.evaluate(cfg, t, test) for k, t in runs.items()}
+    ch.add_rows(cfg, rep, runs, evals)
     ch.add_missing_rows(rep)
     table = ch.compare(rep, "cifar10_linf")
     assert ("squared l1 lambda=1", "err_8") in table.index
     assert table.loc[("ImageNet-1k Undefended", "err_clean"), "paper"] == 6.94
     assert ch.compare(rep, "h_ablation").loc[("h=0.1", "err_8"), "paper"] == 58.69
-    for fig in (ch.plot_distance_curves(cfg, evals), ch.plot_bounds(cfg, evals), ch.plot_h_ablation(rep)):
+    for fig in (ch.plot_distance_curves(cfg, evals), ch.plot_bounds(cfg, evals), ch.plot_h_ablation(rep),
+                ch.plot_training(runs)):
         rep.savefig(fig, "f")
-    agreement = ch.fd_vs_exact(cfg, {"undefended": res["undefended"].model}, test)
+    agreement = ch.fd_vs_exact(cfg, {"undefended": runs["Undefended"].model()}, test)
     f64 = agreement[agreement.precision == "float64"].sort_values("h")
     assert f64.median_rel_err.iloc[0] < f64.median_rel_err.iloc[-1]          # the error shrinks with h
     doc = results.load(rep.write())
     assert {r["table"] for r in doc["rows"]} >= {"cifar10_linf", "cifar10_l2", "constants", "h_ablation"}
-    # a second collect reuses the checkpoints and the cached evaluations
-    res2, evals2 = ch.collect(cfg, train, test, keys=["undefended"])
-    assert np.array_equal(evals2["undefended"].dist("linf"), evals["undefended"].dist("linf"))
+    # the evaluation is cached beside the checkpoint (experiment.cached) and comes back equal
+    cached = list(runs["Undefended"].folder.glob("eval-*.json"))
+    assert len(cached) == 1
+    again = ch.evaluate(cfg, runs["Undefended"], test)
+    assert np.array_equal(again.dist("linf"), evals["Undefended"].dist("linf"))
+    assert np.array_equal(again.arrays["b_lbound"], evals["Undefended"].arrays["b_lbound"], equal_nan=True)
+    assert list(runs["Undefended"].folder.glob("eval-*.json")) == cached
+    costs = ch.measure_costs(cfg, train)
+    assert list(costs["measured_N"]) == list(costs["derived_N"]) == [2.0, 5.0, 4.0, 16.0]
 
 
-def test_imagenet_command_functions_run_on_a_tiny_image_folder(tmp_path):
-    from PIL import Image
+def test_trained_reopens_a_finished_run_and_trains_nothing(tmp_path, data_root, monkeypatch):
     from robustlib.chapters import gradreg as ch
+    from robustlib.chapters.common import settings
+    from robustlib.training import Trainer
+    s = settings("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    t = ch.trained(s, "h=0.1", progress=False)
+    assert t.spec.label == "squared l1 lambda=1" and t.spec.rows["h=0.1"] == "model" and t.result.epochs == 1
+    assert ch.trained(s, "h=0.1", seed=1, progress=False).folder != t.folder          # another seed, another run
+    monkeypatch.setattr(Trainer, "_run_epoch", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = ch.trained(s, "squared l1 lambda=1", progress=False)
+    assert again.folder == t.folder and again.fingerprint == t.fingerprint
+    for a, b in zip(again.model(again.spec.rows["squared l1 lambda=1"]).parameters(), t.model().parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(rl.UnknownNameError, match="squared l1 lambda=1"):
+        ch.trained(s, "squared l1 lambda=2")
+
+
+def _image_folder(root, classes=2, per_class=3, size=40):
+    from PIL import Image
+    g = np.random.default_rng(0)
     for split in ("train", "val"):
-        for c in range(2):
-            d = tmp_path / split / f"class{c}"
+        for c in range(classes):
+            d = root / split / f"class{c}"
             d.mkdir(parents=True)
-            for i in range(2):
-                Image.fromarray((np.random.rand(40, 40, 3) * 255).astype(np.uint8)).save(d / f"{i}.png")
-    ckpt = ch.train_imagenet(str(tmp_path / "train"), str(tmp_path / "run"), epochs=1, batch_size=4,
-                             image_size=32, arch="resnet18", workers=0, device="cpu", max_batches=1)
-    out = ch.evaluate_imagenet(str(tmp_path / "val"), str(ckpt), n=2, image_size=32, device="cpu",
-                               budget=AttackBudget("linf", eps_max=8 / 255, pgd_steps=1, bisect_steps=1,
-                                                   fab_iter=1, batch_size=2))
+            for i in range(per_class):
+                Image.fromarray((g.random((size, size + 7 * i, 3)) * 255).astype(np.uint8)).save(d / f"{i}.png")
+
+
+@pytest.fixture
+def trainer_streams(monkeypatch):
+    """The change of robustlib/training.py that lets the Trainer take a streaming data source
+    (gradreg.imagenet.TRAINER_CHANGE), applied here until it lands: a data source with ``batch_iterator`` makes its
+    own batches; an ArrayDataset gets the BatchIterator as before."""
+    from robustlib import training
+    orig = training.BatchIterator
+
+    def make(data, *args, **kwargs):
+        if hasattr(data, "batch_iterator"):
+            return data.batch_iterator(*args, **kwargs)
+        return orig(data, *args, **kwargs)
+    monkeypatch.setattr(training, "BatchIterator", make)
+
+
+def test_the_imagenet_stream_is_deterministic_per_epoch_and_independent_of_workers(tmp_path):
+    from robustlib.chapters.gradreg.imagenet import ImageFolderStream
+    _image_folder(tmp_path)
+    a = ImageFolderStream(tmp_path / "train", image_size=16, workers=0)
+    b = ImageFolderStream(tmp_path / "train", image_size=16, workers=1)
+    assert len(a) == 6 and a.num_classes == 2 and a.y.tolist() == [0, 0, 0, 1, 1, 1] and "16px" in a.name
+    ia, ib = a.batch_iterator(2, device="cpu", seed=3), b.batch_iterator(2, device="cpu", seed=3)
+    assert len(ia) == 3
+    e0 = list(ia.epoch(0))
+    for (xa, ya), (xb, yb) in zip(e0, ib.epoch(0)):
+        assert xa.shape == (2, 3, 16, 16) and torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not all(torch.equal(x0, x1) for (x0, _), (x1, _) in zip(e0, ia.epoch(1)))
+    with pytest.raises(rl.ConfigError, match="augment=None"):
+        a.batch_iterator(2, device="cpu", augment=rl.Augment())
+    with pytest.raises(rl.ConfigError, match="batch_iterator"):
+        a.x
+
+
+def test_imagenet_rows_train_through_the_trainer_and_evaluate_on_a_tiny_image_folder(tmp_path, trainer_streams):
+    from robustlib.chapters.gradreg import imagenet
+    _image_folder(tmp_path)
+    kw = dict(image_size=32, workers=0, device="cpu", progress=False, arch="resnet18", epochs=1, batch_size=2,
+              max_batches=2)
+    t = imagenet.train_imagenet(str(tmp_path / "train"), str(tmp_path / "runs"), **kw)
+    assert t.spec.method == "fd_gradreg" and t.spec.hp == {"lam": 0.1, "h": 0.01, "norm": "l2"}
+    assert t.result.epochs == 1 and t.cost_passes == 5.0 and (t.folder / "last.pt").exists()
+    assert t.spec.config.schedule.describe()["name"] == "cosine"
+    again = imagenet.train_imagenet(str(tmp_path / "train"), str(tmp_path / "runs"), **kw)
+    assert again.folder == t.folder and again.result.train_seconds == t.result.train_seconds   # reopened
+    out = imagenet.evaluate_imagenet(str(tmp_path / "val"), t, n=2, image_size=32, device="cpu",
+                                     budget=AttackBudget("linf", eps_max=8 / 255, pgd_steps=1, bisect_steps=1,
+                                                         fab_iter=1, batch_size=2))
     assert out["n"] == 2 and 0 <= out["top1_err"] <= 100 and 0 <= out["err_8"] <= 100
+    assert len(list(t.folder.glob("eval-*.json"))) == 1
 
 
 def test_architecture_facts_show_the_logit_relu_and_the_paper_size():
