@@ -260,40 +260,186 @@ def test_corruption_suite_and_evaluation_reuse_the_evaluator(synthetic):
         corr.corrupt(test.x, "snow", 1)
 
 
+# ------------------------------------------------------------------------------------------- one step by hand
+
+
+def test_advprop_loss_is_the_step_written_by_hand(synthetic):
+    """The chapter notebook's by-hand step: targeted PGD through the auxiliary BNs in eval mode (uniform start, a
+    random wrong label, signed steps towards it, projection), then [x; x_adv] through main | auxiliary BNs in train
+    mode, (L_c + L_a)/2 — equal to AdvProp.loss from the same seed."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = dualize(tiny_resnet()).train()
+    with torch.no_grad():                          # make the routes differ, as after training
+        for m in dual_batchnorms(model):
+            m.aux.running_var.mul_(3.0)
+            m.aux.weight.mul_(0.7)
+    lib_model = copy.deepcopy(model)
+    x, y = synthetic[0].images()[:24], synthetic[0].y[:24]
+    method = AdvProp(eps=4 / 255, steps=2, alpha=2 / 255)
+    eps, alpha, B = method.eps, method.alpha, len(x)
+    torch.manual_seed(5)
+    with bn_route(model, "aux"):
+        model.eval()
+        x_adv = (x + (torch.rand(x.shape) * 2 - 1) * eps).clamp(0, 1)
+        target = None
+        for _ in range(method.steps):
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            if target is None:
+                target = (y + torch.randint(1, logits.shape[1], y.shape)) % logits.shape[1]
+            g, = torch.autograd.grad(-F.cross_entropy(logits, target, reduction="sum"), x_adv)
+            x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+        model.train()
+    with bn_route(model, "split", n_main=B):
+        z = model(torch.cat([x, x_adv]))
+    by_hand = (F.cross_entropy(z[:B], y) + F.cross_entropy(z[B:], y)) / 2
+    torch.manual_seed(5)
+    lib, logs = method.loss(lib_model, x, y, None)
+    assert torch.allclose(by_hand, lib) and torch.allclose(F.cross_entropy(z[B:], y), logs["loss_adv"])
+    torch.manual_seed(5)
+    other, _ = AdvProp(eps=4 / 255, steps=2, alpha=2 / 255).loss(copy.deepcopy(model), x, y, None)
+    assert not torch.allclose(other, lib), "the loss must depend on the BN statistics the step updated"
+
+
+# ----------------------------------------------------------------------------------------- recipes and specs
+
+
+def test_recipes_name_registered_methods_and_have_a_source():
+    from robustlib.chapters import advprop as ch
+    from robustlib.models import MODELS
+    assert "resnet18" in MODELS.names()
+    for label, r in ch.RECIPES.items():
+        assert r["method"] in METHODS.names(), label
+        assert r["source"] and r["epochs"] > 0 and r["batch"] > 0, label
+        METHODS.build(r["method"], **r["hp"])                        # the hyperparameters are the method's own
+    assert set(ch.LABELS.values()) == set(ch.RECIPES)
+    assert ch.RECIPES["AdvProp"]["dual_bn"] and not ch.RECIPES["Mixed (shared BN)"]["dual_bn"]
+    assert list(ch.recipe_table().index) == list(ch.RECIPES)
+    keys = set(ch.PROFILES["paper"])
+    for name, prof in ch.PROFILES.items():
+        assert set(prof) == keys, name
+        assert set(prof["widths"]) <= set(prof["pass_s"]), f"{name}: the time model needs every width"
+        assert set(prof["hp"]) <= set(ch.RECIPES), name
+
+
+def test_specs_follow_the_recipes_profiles_and_attacker_rule(tmp_path, data_root):
+    from robustlib.chapters import advprop as ch
+    cfg = ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root))
+    ap = cfg.specs[ch.alias("advprop", 8, 8, 0)]                     # the strength sweep's AdvProp at 8/255
+    m = ap.make_method()
+    assert isinstance(m, AdvProp) and (m.steps, m.alpha) == (9, pytest.approx(1 / 255)) and m.eps == 8 / 255
+    assert is_dual(ap.make_model()) and not is_dual(cfg.specs[ch.alias("mixed", 8, 8, 0)].make_model())
+    pgd = cfg.specs[ch.alias("pgdat", 8, 8, 1)]
+    assert pgd.hp["steps"] == 2 and pgd.hp["alpha"] == 2.5 * (8 / 255) / 2          # smoke: PGD-2, α = 2.5ε/t
+    assert pgd.config.seed == 1 and pgd.config.epochs == 1 and pgd.config.batch_size == 64
+    assert m.derived_passes() == 2 * 9 + 4 and pgd.make_method().derived_passes() == 6
+    paper = ch.make_spec("PGD-AT", ch.PROFILES["paper"], 64, 0)
+    assert paper.config.epochs == 200 and paper.config.batch_size == 128 and paper.hp["steps"] == 7
+    assert paper.config.schedule.describe()["name"] == "piecewise"
+    # the smoke profile plans exactly the runs the chapter trained before the port (the smoke-identity baseline)
+    assert {p: list(v) for p, v in cfg.parts.items()} == {
+        "large": [f"advprop-{k}-s{s}" for s in (0, 1) for k in ("vanilla-w8", "mixed-w8-e1", "advprop-w8-e1")],
+        "small": [f"advprop-{k}-s{s}" for s in (0, 1) for k in ("vanilla-w4", "mixed-w4-e1", "advprop-w4-e1")],
+        "strength": ["advprop-advprop-w8-e8-s0"],
+        "reference": ["advprop-pgdat-w8-e8-s0", "advprop-pgdat-w8-e8-s1", "advprop-mixed-w8-e8-s0"]}
+    quick = ch.config("quick", out_dir=str(tmp_path), data_dir=str(data_root), device="cpu")
+    runs = quick.runs()
+    assert len(runs) == len({r.alias for r in runs}) == 32
+    for w in quick.widths:
+        for k in ("vanilla", "mixed", "advprop", "pgdat"):
+            assert len([r for r in runs if r.extra["key"] == k and r.extra["width"] == w
+                        and r.extra["eps"] == quick.headline_eps(k)]) == 3
+    assert all(ch.part_plan(quick, p).minutes.sum() < 10 for p in ch.PARTS), "a part exceeds the 10-minute budget"
+
+
+def test_overrides_change_a_rows_hyperparameters_and_fingerprint(tmp_path, data_root):
+    from robustlib.chapters import advprop as ch
+    from robustlib.training import run_fingerprint
+    base = ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root))
+    over = ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root),
+                     overrides={"AdvProp": {"reduction": "sum"}})
+    a = ch.alias("advprop", 4, 1, 0)
+    assert over.specs[a].hp["reduction"] == "sum" and base.specs[a].hp["reduction"] == "mean"
+    assert over.specs[a].describe() == base.specs[a].replace(hp={"reduction": "sum"}).describe()
+    v = ch.alias("vanilla", 4, 0, 0)
+    assert over.specs[v].describe() == base.specs[v].describe(), "an override of one row changes no other row"
+    data = rl.load_dataset("synthetic", "train", n=64)
+    fp = lambda sp: run_fingerprint(sp.make_model(), sp.make_method(), data, sp.config)  # noqa: E731
+    assert fp(over.specs[a]) != fp(base.specs[a]) and fp(over.specs[v]) == fp(base.specs[v])
+    assert any("overridden" in n for n in over.notes)
+    with pytest.raises(rl.ConfigError, match="unknown rows.*valid: Vanilla"):
+        ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root), overrides={"AdvPro": {"eps": 0.1}})
+    with pytest.raises(rl.UnknownNameError, match="Did you mean 'large'"):
+        ch.report(base, "larg")
+
+
 # --------------------------------------------------------------------------------------------------- chapter
 
 
-def test_chapter_plans_every_row_and_runs_a_part_in_the_smoke_profile(tmp_path, data_root):
+def test_a_part_runs_end_to_end_and_the_chapter_rebuilds_it_from_the_caches(tmp_path, data_root, monkeypatch):
+    from robustlib import experiment as ex
     from robustlib import results
     from robustlib.chapters import advprop as ch
     cfg = ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root))
-    runs = cfg.runs()
-    assert len(runs) == len({r.key for r in runs}), "a run is planned twice"
-    for w in cfg.widths:
-        for m in ("vanilla", "mixed", "advprop"):
-            assert len([r for r in runs if r.method == m and r.width == w and r.eps in (0, cfg.eps)]) >= 2
-    assert all(len(v) for v in cfg.parts.values())
-    # run a one-model part end to end: train, evaluate both branches and corruptions, record, aggregate, write
-    cfg.parts = {"strength": (ch.Run("advprop", 4, cfg.seeds[0], 1),)}
-    cfg.corruptions, cfg.severities = ("gaussian_noise", "jpeg_compression"), (1,)
+    cfg.profile = {**cfg.profile, "corruptions": ("gaussian_noise", "jpeg_compression"), "severities": (1,)}
+    a = ch.alias("advprop", 4, 1, cfg.seeds[0])
+    cfg.parts = {"strength": (a,)}
+    train, test = ch.load_data(cfg)
+    plan = ch.part_plan(cfg, "strength", train)
+    sp = cfg.specs[a]
+    assert not plan.trained.any() and plan.loc[a, "derived N"] == 6
+    assert plan.loc[a, "minutes"] == pytest.approx(6 * 256 * 1 * cfg.pass_s[4] / 60 + cfg.eval_s / 60)
     rep = ch.report(cfg, "strength")
-    recs = ch.run_part(cfg, "strength", rep, log=lambda s: None)
+    recs = ch.run_part(cfg, "strength", rep, data=(train, test), log=lambda s: None)
     m = recs[0]["metrics"]
-    assert {"clean", "clean_aux", "corruption_mean", "pgd20", "pgd20_aux"} <= set(m)
     assert all(m[k] is not None for k in ("clean", "clean_aux", "corruption_mean", "pgd20", "pgd20_aux"))
-    assert recs[0]["formula_passes"] == 6 and abs(recs[0]["cost_passes"] - 6) <= 1 / cfg.train.batch_size + 1e-9
+    assert recs[0]["formula_passes"] == 6 and abs(recs[0]["cost_passes"] - 6) <= 1 / sp.config.batch_size + 1e-9
     n_bn = rl.models.count_batchnorms(rl.build_model("resnet18", width=4, blocks=cfg.blocks))
     assert len(recs[0]["bn_stats"]) == n_bn and recs[0]["bn_stats"][0]["var_main"] > 0
+    assert ch.part_plan(cfg, "strength", train).trained.all()
+    folder = next(cfg.s.checkpoint_dir.glob(f"{a}-*"))
+    assert len(list(folder.glob("eval-*.json"))) == 3, "PGD flags per BN route and the corruption flags"
     doc = results.load(rep.write())
-    assert doc["runs"][0]["key"] == recs[0]["key"]
-    again = ch.gather(cfg, log=lambda s: None)          # read back from advprop__strength.json, nothing retrained
-    assert [r["key"] for r in again] == [recs[0]["key"]]
+    assert {(r["table"], r["method"]) for r in doc["rows"]} >= {("strength_w4", "AdvProp ε=1/255 (PGD-1)"),
+                                                                 ("cost", "AdvProp (PGD-1)")}
+    # the chapter reopens the run and reads every evaluation from the caches: nothing trains or evaluates again
+    monkeypatch.setattr(rl.training.Trainer, "_run_epoch", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(ex, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+    monkeypatch.setattr(ch, "evaluate", lambda *a, **k: pytest.fail("corruptions evaluated again"))
+    monkeypatch.setattr(ch.corr, "corruption_suite", lambda *a, **k: pytest.fail("suite generated again"))
+    again = ch.collect(cfg, (train, test), log=lambda s: None)
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in recs]
+    assert again[0]["corruptions"] == recs[0]["corruptions"] and again[0]["history"] == recs[0]["history"]
     chapter = ch.report(cfg)
+    found = ex.gather(chapter, ch.PART_NOTEBOOKS)
+    assert found.loc["strength", "status"] == f"{len(doc['rows'])} rows" and found.loc["large", "status"] == "missing"
     ch.add_rows(chapter, again, cfg)
     rows = {(r["table"], r["method"]) for r in chapter.rows}
     assert ("cifar10_w4", "AdvProp") in rows and ("cifar10_w8", "Vanilla") in rows      # missing rows kept
     assert ("cost", "AdvProp (PGD-1)") in rows
     results.validate(chapter.document())
+
+
+def test_trained_gives_the_comparison_its_row_and_reopens_a_finished_run(tmp_path, data_root, monkeypatch):
+    from robustlib.chapters import advprop as ch
+    cfg = ch.config("smoke", out_dir=str(tmp_path), data_dir=str(data_root))
+    t = ch.trained(cfg.s, "AdvProp", progress=False)
+    assert t.spec.describe() == cfg.specs[ch.alias("advprop", cfg.large, cfg.eps, cfg.s.seed)].describe()
+    assert t.spec.rows == {"AdvProp": "model"} and t.result.epochs == t.spec.config.epochs
+    model = t.model(t.spec.rows["AdvProp"])
+    x = rl.load_dataset("cifar10", "test", data_root).head(8).images()
+    with torch.no_grad():
+        main = model(x)
+        with bn_route(model, "aux"):
+            aux = model(x)
+    assert is_dual(model) and not torch.allclose(main, aux), "the two BN routes must give different networks"
+    monkeypatch.setattr(rl.training.Trainer, "_run_epoch", lambda *a, **k: pytest.fail("trained again"))
+    again = ch.trained(cfg.s, "AdvProp", progress=False)
+    assert again.folder == t.folder and again.fingerprint == t.fingerprint
+    assert ch.make_spec("AdvProp", cfg.profile, cfg.large, 1).alias != t.spec.alias
+    with pytest.raises(rl.UnknownNameError, match="Did you mean 'AdvProp'"):
+        ch.trained(cfg.s, "Advprop")
 
 
 def test_zoom_blur_docstring_states_the_factors_the_table_computes():
