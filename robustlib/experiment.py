@@ -212,18 +212,21 @@ def eval_fingerprint(model_key: Any, attacks: Mapping[str, Attack], data: ArrayD
 def evaluate_cached(trained: Trained | None, attacks: Mapping[str, Attack], data: ArrayDataset, *,
                     which: str = "model", model: nn.Module | None = None, cache_dir: str | Path | None = None,
                     model_key: Any = None, n: int | None = None, batch_size: int = 500, seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True, desc: str | None = None
-                    ) -> EvalResult:
+                    device: str | torch.device = "cpu", progress: bool = True, desc: str | None = None,
+                    tag: Any = None) -> EvalResult:
     """Evaluate one model under ``attacks`` (per-image flags, see :func:`robustlib.evaluation.evaluate`), cached.
 
     For a trained run the model is ``trained.model(which)`` and the cache lives in the run's folder, keyed by the
     run's fingerprint, ``which`` and its selected epoch. For any other model pass ``model``, a ``cache_dir`` and a
-    ``model_key`` that identifies its weights (or no cache_dir: no cache). The seed is set before the evaluation, so a
-    cached and a fresh evaluation give the same flags.
+    ``model_key`` that identifies its weights (or no cache_dir: no cache). ``tag`` distinguishes evaluations of the
+    same weights run differently (a BN route, a wrapper); pass ``model`` then. The seed is set before the evaluation,
+    so a cached and a fresh evaluation give the same flags.
     """
     if trained is not None:
         model_key = [trained.fingerprint, which, trained.selected_epoch(which), trained.result.epochs]
         cache_dir = trained.folder
+    if tag is not None:   # the same weights evaluated another way (e.g. through AdvProp's auxiliary BNs)
+        model_key = [model_key, tag]
     path = None
     if cache_dir is not None:
         if model_key is None:

@@ -130,3 +130,11 @@ def test_recipe_table_writes_budgets_as_a_reader_does():
                                      "weight_decay": 5e-4}})
     assert df.loc["PGD-AT", "hp"] == "eps = 8/255, steps = 10" and df.loc["PGD-AT", "milestones"] == "100, 150"
     assert df.loc["PGD-AT", "weight_decay"] == "0.0005"
+
+
+def test_a_tag_keeps_evaluations_of_the_same_weights_run_differently_apart(tmp_path, small):
+    run = ex.train(_spec(), small[0], tmp_path, progress=False)
+    atk = {"fgsm": rl.FGSM(8 / 255)}
+    ex.evaluate_cached(run, atk, small[1], progress=False)
+    tagged = ex.evaluate_cached(run, atk, small[1], model=run.model(), tag="route=aux", progress=False)
+    assert "cached" not in tagged.meta and len(list(run.folder.glob("eval-*.json"))) == 2
