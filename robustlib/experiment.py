@@ -179,6 +179,8 @@ def train(spec: RunSpec, data: ArrayDataset, root: str | Path, *, selector: Sele
     method = spec.make_method()
     fp = run_fingerprint(spec.make_model(), method, data, config, selector)
     folder = checkpoint_folder(root, spec, fp)
+    if not (folder / "last.pt").exists():  # the same run under another chapter's alias: reuse it, train nothing
+        folder = next((p for p in sorted(Path(root).glob(f"*-{fp}")) if (p / "last.pt").exists()), folder)
     if gpus > 1 and not (folder / "last.pt").exists():
         from .launch import spawn
         seed_everything(config.seed)
@@ -190,8 +192,9 @@ def train(spec: RunSpec, data: ArrayDataset, root: str | Path, *, selector: Sele
     if trainer.fingerprint != fp:  # pragma: no cover - a method whose setup() changes its hyperparameters
         raise ConfigError(f"run {spec.alias}: the fingerprint changed while building the Trainer")
     res = trainer.fit()
-    atomic_write_text(json.dumps({"alias": spec.alias, "fingerprint": fp, **spec.describe()}, indent=1,
-                                 default=str), folder / "spec.json")
+    if not (folder / "spec.json").exists():   # the first alias that trained it names it
+        atomic_write_text(json.dumps({"alias": spec.alias, "fingerprint": fp, **spec.describe()}, indent=1,
+                                     default=str), folder / "spec.json")
     return Trained(spec, res, folder, fp)
 
 

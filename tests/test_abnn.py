@@ -1,5 +1,6 @@
-"""ABNN: the adaptive BN formula, the frozen substitute, the 3N cost, ROA's patch, the video networks, and the chapter's
-gradient-masking checks."""
+"""ABNN: the adaptive BN formula, the frozen substitute, the 3N cost, ROA's patch, the video networks, the chapter's
+recipes on the experiment layer (RECIPES/PROFILES, overrides, fingerprints, ``trained``), and its gradient-masking
+checks."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ import torchvision
 
 import robustlib as rl
 from robustlib.attacks.roa import ROA
-from robustlib.methods.abnn import (ABNN, ABNNNet, ABNNView, AdaptiveBN, EqualLinear, cost_formula,
-                                    load_torchvision_weights, stage_of)
+from robustlib.methods.abnn import ABNN, ABNNNet, ABNNView, AdaptiveBN, EqualLinear, stage_of
+from robustlib.models.imagenet import load_torchvision_weights
 from robustlib.models.video import synthetic_clips, unstack_clips
 from conftest import tiny_resnet
 
@@ -139,7 +140,7 @@ def test_substitute_stays_frozen_while_the_target_trains_and_cost_is_3N(small):
     assert any(not torch.equal(res.model.target.state_dict()[k], v) for k, v in tgt_before.items())
     assert modes and not any(modes)                       # the substitute ran in eval mode every time
     assert not any(p.requires_grad for p in res.model.substitute.parameters())
-    assert res.cost["total"] == pytest.approx(3.0) == cost_formula("abnn")
+    assert res.cost["total"] == pytest.approx(3.0) == ABNN().derived_passes()
     assert res.cost["target.forward"] == res.cost["target.backward"] == res.cost["substitute.forward"] == 1.0
     assert res.cost["substitute.backward"] == 0.0
 
@@ -150,9 +151,17 @@ def test_abnn_method_refuses_a_model_without_substitute(small):
         rl.train(tiny_resnet(), ABNN(), small, cfg, device="cpu", progress_bar=False)
 
 
-def test_cost_formulas_of_the_slides():
-    assert (cost_formula("standard"), cost_formula("abnn"), cost_formula("pgd_at", 5)) == (2, 3, 12)
-    assert cost_formula("pgd_at", 5) / cost_formula("abnn") == pytest.approx(0.67 * 6, rel=0.01)
+def test_the_methods_own_cost_statements_give_the_slides_numbers():
+    """Standard 2N, PGD-AT (t_max = 5) 12N and ABNN 3N are the slides' Table 1 costs (robustlib/reported), and
+    2(t_max + 1)/3 is the slides' 0.67(t_max + 1)."""
+    from robustlib import reported
+    stated = {"No Defense": rl.methods.METHODS.build("standard").derived_passes(),
+              "PGD-AT": rl.methods.METHODS.build("pgd_at", steps=5).derived_passes(),
+              "ABNN": ABNN().derived_passes()}
+    slides = reported.table("abnn", "cost")["cost_passes"]
+    assert stated == {k: float(slides[k]) for k in stated} == {"No Defense": 2, "PGD-AT": 12, "ABNN": 3}
+    assert stated["PGD-AT"] / stated["ABNN"] == pytest.approx(0.67 * 6, rel=0.01)
+    assert "2N + N = 3N" in " ".join((ABNN.derived_passes.__doc__ or "").split())
 
 
 def test_torchvision_weights_load_from_a_local_file(tmp_path):
@@ -277,7 +286,7 @@ def test_chapter_config_and_verdicts(tmp_path, data_root):
     import pandas as pd
     from robustlib.chapters import abnn as ch
     cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
-    assert cfg.at_steps == 5 and cfg.abnn.epochs > 0 and "substitute" in cfg.table().index
+    assert cfg.at_steps == 5 and cfg.specs["ABNN"].config.epochs > 0 and "substitute" in cfg.table().index
     quick = ch.config("quick", 0, "cpu", str(data_root), str(tmp_path))
     assert quick.n_test == 1000 and quick.aa_version == "standard" and quick.video is None
     a, b, c = cfg.steps_grid
@@ -298,6 +307,124 @@ def test_chapter_config_and_verdicts(tmp_path, data_root):
                           for s, v in ((1, 19.5), (100, 20.0))])
     ok = ch.verdicts(cfg, sound, sweep_ok, bs_ok)["passed"]
     assert len(ok) == 8 and ok.all(), ok[~ok]
+
+
+# --------------------------------------------------------------------------- the chapter on the experiment layer
+
+
+def test_recipes_name_registered_methods_and_models_and_give_their_source():
+    from robustlib.chapters import abnn as ch
+    from robustlib.methods import METHODS
+    for label, r in ch.RECIPES.items():
+        assert r["method"] in METHODS.names() and r["model"] in rl.MODELS.names(), label
+        assert len(r["source"]) > 40 and r["epochs"] > 0, label
+        if r["method"] == "abnn":
+            assert r["model_kw"]["target"] in rl.MODELS.names() and r["model_kw"]["substitute"] in ch.RECIPES
+    assert set(ch.PROFILES) == {"smoke", "quick", "paper"}
+    for p in ch.PROFILES.values():   # a profile only changes rows that exist
+        assert set(p["epochs"]) <= set(ch.RECIPES) and set(p["hp"]) <= set(ch.RECIPES)
+    assert list(ch.recipe_table().index) == list(ch.RECIPES)
+
+
+def test_specs_follow_the_recipes_and_the_profile(tmp_path, data_root):
+    from robustlib.chapters import abnn as ch
+    paper = ch.config("paper", 0, "cpu", str(data_root), str(tmp_path))
+    sp = paper.specs
+    assert sp["PGD-AT"].hp == {"eps": 8 / 255, "alpha": 2 / 255, "steps": 5} and sp["PGD-AT"].model == "resnet50"
+    assert sp["ABNN"].model_kw["target"] == "resnet50" and sp["Substitute"].model_kw == {"num_classes": 200}
+    assert sp["ABNN (every BN)"].model_kw["placement"] == "every_bn"
+    assert sp["ABNN (per-sample μ/σ)"].model_kw["stats"] == "per_sample"
+    assert [sp["No Defense"].config.schedule(e)[0] for e in (99, 100, 150)] == pytest.approx([0.1, 0.01, 0.001])
+    assert sp["Substitute"].config.epochs == 100 and sp["ABNN"].config.epochs == 200
+    smoke = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    assert smoke.specs["ABNN"].model_kw["target_kw"] == {"width": 8, "blocks": (1, 1, 1, 1)}
+    assert {k: v.config.epochs for k, v in smoke.specs.items()} == ch.PROFILES["smoke"]["epochs"]
+    for spec in smoke.specs.values():   # every row states its cost, for the one time model
+        assert spec.make_method().derived_passes() in (2.0, 3.0, 12.0)
+
+
+def test_an_override_changes_the_spec_and_its_fingerprint_and_bad_keys_name_the_valid_ones(tmp_path, data_root):
+    from robustlib.chapters import abnn as ch
+    from robustlib.training import run_fingerprint
+    data = rl.load_dataset("synthetic", "train", n=64)
+    fp = lambda sp: run_fingerprint(sp.make_model(), sp.make_method(), data, sp.config)  # noqa: E731
+    base = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    changed = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path),
+                        overrides={"PGD-AT": {"steps": 3}, "ABNN": {"stats": "per_sample", "epochs": 1}})
+    assert changed.specs["PGD-AT"].hp["steps"] == 3 and changed.specs["PGD-AT"].make_method().derived_passes() == 8
+    assert fp(changed.specs["PGD-AT"]) != fp(base.specs["PGD-AT"])
+    assert fp(changed.specs["No Defense"]) == fp(base.specs["No Defense"])     # other rows untouched
+    assert changed.specs["ABNN"].model_kw["stats"] == "per_sample" and changed.specs["ABNN"].config.epochs == 1
+    assert any("overridden" in n for n in changed.notes)
+    with pytest.raises(rl.ConfigError, match="unknown row 'ABNM'.*valid: Substitute"):
+        ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path), overrides={"ABNM": {}})
+    with pytest.raises(rl.ConfigError, match="unknown keys \\['lam'\\]; valid: epochs, target, placement, stats"):
+        ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path), overrides={"ABNN": {"lam": 1}})
+
+
+def test_the_substitutes_weights_decide_the_abnn_fingerprint():
+    """The fingerprint sees a model's repr, not its weights: the substitute's identity is in ABNNNet's repr, so ABNN
+    runs on differently pre-trained substitutes never share a checkpoint folder."""
+    from robustlib.training import run_fingerprint
+    data = rl.load_dataset("synthetic", "train", n=64)
+    cfg = rl.TrainConfig(epochs=1, batch_size=32, augment=None)
+    fps = {sid: run_fingerprint(tiny_abnn(substitute_id=sid), ABNN(), data, cfg) for sid in ("tin-aaa", "tin-bbb")}
+    assert fps["tin-aaa"] != fps["tin-bbb"] and "substitute=tin-aaa" in repr(tiny_abnn(substitute_id="tin-aaa"))
+
+
+def test_quick_baselines_have_chapter_0s_fingerprints(tmp_path, data_root):
+    """In the quick profile No Defense and PGD-AT are exactly chapter 0's Standard and PGD-AT specs (same registered
+    method, hyperparameters, model, data and TrainConfig), so they get the same run fingerprint; the ABNN chapter
+    no longer rebuilds chapter 0's configuration to find out."""
+    from robustlib.chapters import abnn as ch
+    from robustlib.chapters import adversarial_examples as ch0
+    from robustlib.training import run_fingerprint
+    a = ch.config("quick", 0, "cpu", str(data_root), str(tmp_path))
+    b = ch0.config("quick", 0, "cpu", str(data_root), str(tmp_path))
+    assert a.n_train == b.n_train is None                    # both train on all of CIFAR-10's training images
+    train = rl.load_dataset("synthetic", "train", n=64)      # (the data's part of the fingerprint is the same)
+    for ours, theirs in (("No Defense", "Standard"), ("PGD-AT", "PGD-AT")):
+        x, y = a.specs[ours], b.specs[theirs]
+        assert run_fingerprint(x.make_model(), x.make_method(), train, x.config) == \
+            run_fingerprint(y.make_model(), y.make_method(), train, y.config), ours
+
+
+def test_trained_gives_the_abnn_network_with_its_substitute_and_a_finished_run_trains_nothing(tmp_path, data_root,
+                                                                                            monkeypatch):
+    from robustlib.chapters import abnn as ch
+    monkeypatch.setitem(ch.PROFILES, "smoke", {**ch.PROFILES["smoke"], "n_train": 256, "n_substitute": 256})
+    from robustlib.chapters.common import settings
+    s = settings("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    short = {"Substitute": {"epochs": 1}, "ABNN": {"epochs": 1}}
+    t = ch.trained(s, "ABNN", progress=False, overrides=short)
+    net = t.model(t.spec.rows["ABNN"])
+    sub = ch.trained(s, "Substitute", progress=False, overrides=short)
+    assert isinstance(net, ABNNNet) and net.substitute_id == "tin-" + sub.fingerprint
+    assert t.folder.name == f"abnn-{t.fingerprint}" and t.spec.extra["eval_batch"] == 100
+    for k, v in sub.result.model.state_dict().items():   # the substitute's pre-trained weights, frozen
+        torch.testing.assert_close(net.substitute.net.state_dict()[k], v.cpu())
+    assert t.result.cost["substitute.forward"] == 1.0 and t.cost_passes == pytest.approx(3.0)
+    stamp = (t.folder / "last.pt").stat().st_mtime_ns
+    again = ch.trained(s, "ABNN", progress=False, overrides=short)
+    assert again.folder == t.folder and (again.folder / "last.pt").stat().st_mtime_ns == stamp
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again.model().eval()(x), net.eval()(x))
+    with pytest.raises(rl.UnknownNameError, match="ABNN row"):
+        ch.trained(s, "ABNN (per sample)")
+
+
+def test_cached_evaluation_keys_name_the_transfer_source_and_the_view():
+    from types import SimpleNamespace
+    from robustlib.chapters.abnn import TransferAttack, ViewAttack
+    src = lambda fp: SimpleNamespace(model=lambda: tiny_resnet(), fingerprint=fp, selected_epoch=lambda: None,  # noqa
+                                     result=SimpleNamespace(epochs=3))
+    pgd = rl.PGD(8 / 255, 2 / 255, 2)
+    assert repr(TransferAttack(src("aaa"), pgd)) != repr(TransferAttack(src("bbb"), pgd))
+    assert "aaa" in repr(TransferAttack(src("aaa"), pgd)) and "steps=2" in repr(TransferAttack(src("aaa"), pgd))
+    net = tiny_abnn()
+    views = {repr(ViewAttack(ABNNView(net, **o), pgd, "v")) for o in ({"stats": "per_sample"}, {"detach_stats": True})}
+    assert len(views) == 2 and all("0x" not in v for v in views)     # no object addresses in a cache key
 
 
 # ------------------------------------------------------------------------ batch-dependent evaluation (issue 13)

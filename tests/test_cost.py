@@ -27,7 +27,7 @@ def _model(name: str):
     if name == "abnn":
         from robustlib.methods.abnn import ABNNNet
         sub = rl.build_model("tv_resnet18", num_classes=7, width=4, blocks=(1, 1, 1, 1))
-        return ABNNNet(rl.build_model("resnet18", width=4, blocks=(1, 1, 1, 1)), sub, input_shape=(3, 32, 32))
+        return ABNNNet(rl.build_model("resnet18", width=4, blocks=(1, 1, 1, 1)), sub, input_shape=(3, 16, 16))
     net = rl.build_model("resnet18", width=4, blocks=(1, 1, 1, 1), extra_relu=True)
     if name == "advprop":
         from robustlib.methods.advprop import dualize

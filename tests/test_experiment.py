@@ -138,3 +138,9 @@ def test_a_tag_keeps_evaluations_of_the_same_weights_run_differently_apart(tmp_p
     ex.evaluate_cached(run, atk, small[1], progress=False)
     tagged = ex.evaluate_cached(run, atk, small[1], model=run.model(), tag="route=aux", progress=False)
     assert "cached" not in tagged.meta and len(list(run.folder.glob("eval-*.json"))) == 2
+
+
+def test_the_same_run_under_another_alias_reuses_the_first_folder(tmp_path, small):
+    a = ex.train(_spec(alias="ch0-standard"), small[0], tmp_path, progress=False)
+    b = ex.train(_spec(alias="abnn-no-defense"), small[0], tmp_path, progress=False)
+    assert b.folder == a.folder and len(list(tmp_path.iterdir())) == 1

@@ -29,13 +29,15 @@ the authors' evaluation code (shaoyuanlo/GARD_eval, ``models/resnext_onthefly.py
 Training (:class:`ABNN`) is cross-entropy on clean images only. The substitute is frozen: its parameters do not
 require gradients (so the optimiser never sees them) and :meth:`ABNNNet.train` keeps it in eval mode (running BN
 statistics never change) [paper: frozen; BN mode unstated, eval chosen]. Per training sample the cost meter counts a
-target forward and backward and a substitute forward: 3N (:meth:`ABNNNet.cost_networks`) [seed].
+target forward and backward and a substitute forward: 3N (:meth:`ABNNNet.cost_networks`), as the method states
+(:meth:`ABNN.derived_passes`) [seed].
 
-The substitute: the paper's is "a public model trained on large-scale datasets (e.g., ImageNet)" [seed].
-:func:`tv_resnet18`/:func:`tv_resnet50` build torchvision's ImageNet ResNet layout (7×7 stride-2 stem, max-pool),
-width-scalable for smoke runs; :func:`load_torchvision_weights` loads a *local* torchvision checkpoint (no download)
-for users who have ImageNet weights; :func:`pretrain_substitute` trains one instead (this project pre-trains on the
-32×32 Tiny-ImageNet subset, 200 classes, a dataset different from CIFAR-10).
+The substitute: the paper's is "a public model trained on large-scale datasets (e.g., ImageNet)" [seed]; the
+ImageNet ResNet layout it takes, and the loader of local torchvision checkpoints, live in
+:mod:`robustlib.models.imagenet` (this project pre-trains that layout on the 32×32 Tiny-ImageNet subset, 200 classes,
+a dataset different from CIFAR-10, with the one Trainer: see the ABNN chapter). ``substitute_id`` names the
+substitute's weights in :class:`ABNNNet`'s ``repr``, so two ABNN runs that differ only in their substitute's weights
+get different run fingerprints.
 """
 from __future__ import annotations
 
@@ -48,18 +50,14 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from ..errors import ConfigError
-from ..models.norm import Normalize
-from ..models.staged import StagedNet
+from ..models.imagenet import load_torchvision_weights
 from ..models.registry import MODELS, register_model
 from .base import Method, accuracy_log, register_method
 
 STATS = ("batch_global", "per_sample")
 PLACEMENTS = ("stages", "every_bn")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------------------------- the module
@@ -201,15 +199,19 @@ class ABNNNet(nn.Module):
     ``target`` must provide ``forward(x, stage_fn=None)`` and ``stage_channels`` (robustlib's ResNets and video
     ResNets do); ``substitute`` must provide ``stage_outputs(x)`` (five maps: stem and four stages). ``input_shape``
     (C, H, W) or (C, T, H, W) is used once, to size the style maps from the substitute's feature dimensions.
+    ``substitute_id`` names the substitute's weights (e.g. the fingerprint of its pre-training run); it appears in the
+    ``repr`` and hence in the run fingerprint, so ABNN runs with differently pre-trained substitutes never share a
+    checkpoint folder.
     """
 
     def __init__(self, target: nn.Module, substitute: nn.Module, *, placement: str = "stages",
                  stats: str = "batch_global", detach_stats: bool = False, input_shape: Sequence[int] = (3, 32, 32),
-                 style_pool: Sequence[int] | None = None):
+                 style_pool: Sequence[int] | None = None, substitute_id: str | None = None):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ConfigError(f"unknown ABNN placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
         self.placement = placement
+        self.substitute_id = substitute_id
         self.target = target
         self.substitute = SubstituteFeatures(freeze(substitute))
         self.detach_substitute = False
@@ -231,6 +233,9 @@ class ABNNNet(nn.Module):
                 return _AdaptiveSlot(AdaptiveBN(bn.num_features, self.style_dims[k], bn=bn, **kw), k, self._store)
 
             self.num_adaptive = replace_batchnorm(target, factory)
+
+    def extra_repr(self):
+        return f"placement={self.placement}" + (f", substitute={self.substitute_id}" if self.substitute_id else "")
 
     @staticmethod
     def _style_dim(f: torch.Tensor, pool) -> int:
@@ -348,6 +353,13 @@ class ABNN(Method):
 
     name = "ABNN"
 
+    def derived_passes(self) -> float:
+        """Per training sample, on clean images only: the target's forward and backward, 2N, plus the frozen
+        substitute's forward, 1N (its outputs feed the adaptive BNs; no gradient is needed for its frozen weights, so
+        it has no backward pass) = the slides' 2N + N = 3N. The cost meter counts the two networks separately
+        (:meth:`ABNNNet.cost_networks`)."""
+        return 3.0
+
     def setup(self, trainer) -> None:
         model = trainer.model
         if not isinstance(model, ABNNNet):
@@ -362,89 +374,7 @@ class ABNN(Method):
         return F.cross_entropy(logits, y), {"acc": accuracy_log(logits, y)}
 
 
-# ------------------------------------------------------------------------------------------ substitutes
-
-
-class ImageNetResNet(StagedNet, torchvision.models.resnet.ResNet):
-    """torchvision's ImageNet ResNet (7×7 stride-2 stem, 3×3 max-pool, module names as torchvision's, so its
-    checkpoints load) with a scalable ``width`` and ``blocks``, input in [0, 1] normalised inside with ImageNet
-    statistics, and ``stage_outputs``/``forward(x, stage_fn)`` like robustlib's CIFAR ResNets (the StagedNet
-    forward comes first in the method order, replacing torchvision's)."""
-
-    def __init__(self, block, blocks: Sequence[int] = (2, 2, 2, 2), num_classes: int = 1000, width: int = 64,
-                 normalize=(IMAGENET_MEAN, IMAGENET_STD)):
-        nn.Module.__init__(self)
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
-        self.input = Normalize(*normalize) if normalize is not None else nn.Identity()
-        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, width, blocks[0])
-        self.layer2 = self._make_layer(block, width * 2, blocks[1], stride=2)
-        self.layer3 = self._make_layer(block, width * 4, blocks[2], stride=2)
-        self.layer4 = self._make_layer(block, width * 8, blocks[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
-        self.stage_channels = [width] + [width * 2 ** i * block.expansion for i in range(4)]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def stem_forward(self, x):
-        return self.maxpool(self.relu(self.bn1(self.conv1(self.input(x)))))
-
-    def head_forward(self, out):
-        return self.fc(torch.flatten(self.avgpool(out), 1))
-
-
-@register_model("tv_resnet18")
-def tv_resnet18(num_classes: int = 1000, width: int = 64, blocks: Sequence[int] = (2, 2, 2, 2), **kw):
-    """torchvision's ImageNet ResNet-18 layout (ABNN's substitute; 11.7 M parameters at width 64, 1000 classes)."""
-    return ImageNetResNet(torchvision.models.resnet.BasicBlock, blocks, num_classes, width, **kw)
-
-
-@register_model("tv_resnet50")
-def tv_resnet50(num_classes: int = 1000, width: int = 64, blocks: Sequence[int] = (3, 4, 6, 3), **kw):
-    """torchvision's ImageNet ResNet-50 layout."""
-    return ImageNetResNet(torchvision.models.resnet.Bottleneck, blocks, num_classes, width, **kw)
-
-
-def load_torchvision_weights(model: nn.Module, path: str | Path, *, strict_fc: bool = False) -> nn.Module:
-    """Load a **local** torchvision checkpoint (e.g. ``resnet18-f37072fd.pth`` or ``r3d_18-b3b3357e.pth``) into a
-    model with torchvision's module names. Nothing is downloaded. ``fc`` is skipped when its shape differs (ABNN
-    never uses the substitute's classifier) unless ``strict_fc``."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"no weights file at {path}. Download torchvision's checkpoint on a machine with "
-                                "internet (e.g. torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url) and pass "
-                                "its path.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    target = model.net if isinstance(model, SubstituteFeatures) else model
-    own = target.state_dict()
-    skipped = []
-    if not strict_fc:
-        skipped = [k for k, v in state.items() if k.startswith("fc.") and k in own and own[k].shape != v.shape]
-        state = {k: v for k, v in state.items() if k not in skipped}
-    missing, unexpected = target.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in skipped]
-    if missing or unexpected:
-        raise ConfigError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model
-
-
-def pretrain_substitute(data, config, *, arch: str = "tv_resnet18", out_dir=None, device="auto", progress_bar=True,
-                        **model_kw):
-    """Train a substitute from scratch with cross-entropy on ``data`` (a dataset other than the target task's, e.g.
-    Tiny-ImageNet-32) and return the :class:`~robustlib.training.TrainResult`; freeze ``result.model`` before use."""
-    from ..training import Trainer
-    from .standard import Standard
-    model = MODELS.build(arch, num_classes=data.num_classes, **model_kw)
-    return Trainer(model, Standard(), data, config, out_dir=out_dir, device=device, progress_bar=progress_bar,
-                   name=f"substitute-{arch}").fit()
+# ---------------------------------------------------------------------------------------- by model names
 
 
 @register_model("abnn")
@@ -460,8 +390,3 @@ def abnn_net(target: str | nn.Module = "resnet18", substitute: str | nn.Module =
     if substitute_weights is not None:
         load_torchvision_weights(substitute, substitute_weights)
     return ABNNNet(target, substitute, **kw)
-
-
-def cost_formula(method: str, t_max: int = 5) -> int:
-    """The slides' training cost in N per sample: standard 2N, ABNN 2N + N = 3N, PGD-AT 2N(t_max + 1)."""
-    return {"standard": 2, "abnn": 3, "pgd_at": 2 * (t_max + 1)}[method]

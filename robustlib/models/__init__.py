@@ -13,6 +13,7 @@ from .resnet import PreActResNet, ResNet, preact_resnet18, resnet18, resnet50
 from .wideresnet import WideResNet, wide_resnet
 from .mnist import MNISTNet, mnist_cnn
 from . import resnext, video  # noqa: E402,F401  (register their models)
+from . import imagenet  # noqa: E402,F401  (registers tv_resnet18, tv_resnet50)
 
 MODELS.register("resnet18", resnet18)
 MODELS.register("resnet50", resnet50)

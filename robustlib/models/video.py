@@ -2,7 +2,7 @@
 
 * :class:`VideoResNet3D` subclasses torchvision's ``VideoResNet`` with a scalable ``width``/``blocks`` and the module
   names of torchvision's video models, so torchvision's Kinetics-400 checkpoints (``r3d_18``, ``mc3_18``,
-  ``r2plus1d_18``) load at width 64 with :func:`robustlib.methods.abnn.load_torchvision_weights` (from a local file;
+  ``r2plus1d_18``) load at width 64 with :func:`robustlib.models.imagenet.load_torchvision_weights` (from a local file;
   nothing is downloaded here). ABNN's substitute in the paper is a Kinetics-pretrained 3D ResNet-18 [seed].
 * :class:`ResNeXt3D` is a 3D ResNeXt in the layout of Hara et al.'s Kinetics models (the authors' target, 3D
   ResNeXt-101: bottleneck expansion 2, cardinality 32, blocks [3, 4, 23, 3], 7×7×7 stem with stride (1, 2, 2) and a
