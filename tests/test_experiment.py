@@ -144,3 +144,10 @@ def test_the_same_run_under_another_alias_reuses_the_first_folder(tmp_path, smal
     a = ex.train(_spec(alias="ch0-standard"), small[0], tmp_path, progress=False)
     b = ex.train(_spec(alias="abnn-no-defense"), small[0], tmp_path, progress=False)
     assert b.folder == a.folder and len(list(tmp_path.iterdir())) == 1
+
+
+def test_an_attacks_cache_key_does_not_change_once_it_has_run():
+    aa = rl.AutoAttack(8 / 255, version="custom", attacks=["apgd-ce"], apgd_budget=(2, 1))
+    before = repr(aa)
+    aa.warnings.append("some warning AutoAttack logged")
+    assert repr(aa) == before

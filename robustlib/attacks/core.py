@@ -186,5 +186,7 @@ class Attack:
         return {self.name: clean & adv}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        # what the attack *is* (its settings), not what it has seen: AutoAttack's accumulated warnings stay out, so
+        # an evaluation cache key is the same before and after the attack ran
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "warnings")
         return f"{type(self).__name__}({args})"
