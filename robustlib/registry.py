@@ -42,7 +42,7 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def build(self, name: str, *args, **kwargs):
+    def build(self, name: str, /, *args, **kwargs):
         """Call the registered constructor ``name`` with the given arguments."""
         factory: Callable = self.get(name)  # type: ignore[assignment]
         return factory(*args, **kwargs)

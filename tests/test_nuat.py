@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import robustlib as rl
+from robustlib import experiment as ex
 from robustlib import results
 from robustlib.attacks.nuclear import MatrixNormAttack, frobenius_norm, nuclear_norm
 from robustlib.chapters import nuat as ch
@@ -18,6 +19,7 @@ from robustlib.methods import PGDAT, Standard
 from robustlib.methods.baselines import GAT, RMGM, TRADES, FreeAT, TRADESAWP
 from robustlib.methods.nuat import NuAT, NuAT2, NuAT2WA, NuATHybrid, ramp_value
 from robustlib.reported import lookup, methods, spec
+from robustlib.schedules import Compressed
 from conftest import tiny_resnet
 
 EPS, ALPHA = 8 / 255, 4 / 255
@@ -140,18 +142,18 @@ def test_lambda_ramps_give_the_published_values():
 
 
 def test_learning_rate_schedules_give_the_published_values():
-    s = ch.nuat_schedule()
+    s = ch.schedule_of("cifar10/NuAT")
     expect = {0: (0.0, 0.9), 20: (0.05, 0.85), 40: (0.1, 0.8), 80: (0.02, 0.88), 85: (0.02, 0.88),
               86: (0.002, 0.88), 90: (0.002, 0.88), 91: (0.0002, 0.88), 99: (0.0002, 0.88)}
     for e, (lr, mom) in expect.items():
         assert s(e) == pytest.approx((lr, mom), abs=1e-9), e
-    wa = ch.nuat_wa_schedule()
+    wa = ch.schedule_of("cifar10/NuAT-WA")
     assert wa(25)[0] == pytest.approx(0.1) and wa(100)[0] == pytest.approx(0.0, abs=1e-12)
-    s2 = ch.nuat2_schedule()
+    s2 = ch.schedule_of("wrn/NuAT2")
     assert [s2(e)[0] for e in (20, 35, 40, 41, 46, 54)] == pytest.approx([0.1, 0.025, 0.025, 0.0025, 0.00025,
                                                                           0.00025])
-    assert ch.nuat2_wa_schedule()(20)[0] == pytest.approx(0.1)
-    fast = ch.Compressed(s, 20.0)   # 5 run epochs for 100 paper epochs
+    assert ch.schedule_of("wrn/NuAT2-WA")(20)[0] == pytest.approx(0.1)
+    fast = Compressed(s, 20.0)   # 5 run epochs for 100 paper epochs
     for e in (0.5, 2.0, 4.0, 4.3, 4.55, 4.99):
         assert fast(e) == pytest.approx(s(e * 20))
 
@@ -175,6 +177,12 @@ def _measure(method, data, ema=(), batches=1, epochs=1):
     return rl.train(tiny_resnet(extra_relu=True), method, data, cfg, device="cpu", progress_bar=False)
 
 
+# Passes per training sample per epoch, derived by hand (nuat.md §7 and each method's docstring): the cost meter must
+# measure exactly these, and each method's own statement (derived_passes) must say the same.
+DERIVED = {"Normal": 2, "R-MGM": 8, "GAT": 7, "NuAT": 7, "NuAT2": 9, "NuAT2-WA": 9, "PGD-AT": 22, "TRADES": 25,
+           "AWP": 29}
+
+
 @pytest.mark.parametrize("label,make,ema", [
     ("NuAT", lambda: NuAT(), ()),
     ("NuAT2", lambda: NuAT2(), ()),
@@ -188,7 +196,7 @@ def _measure(method, data, ema=(), batches=1, epochs=1):
 ])
 def test_measured_cost_matches_the_derived_pass_count(label, make, ema, small):
     res = _measure(make(), small, ema, epochs=2 if label == "NuAT2-WA" else 1, batches=1)
-    assert res.cost["total"] == pytest.approx(ch.DERIVED_PASSES[label])
+    assert res.cost["total"] == pytest.approx(DERIVED[label]) == make().derived_passes()
     if label == "NuAT2-WA":  # epoch 0 attacks with the live model, epoch 1 with the τ = 0.99 average
         assert res.cost["ema0.99.forward"] > 0 and res.cost["ema0.99.backward"] > 0
     if label == "AWP":
@@ -200,7 +208,7 @@ def test_free_at_replays_each_batch_and_keeps_delta_in_the_ball(small):
     res = _measure(m, small, batches=2)
     assert res.cost["total"] == pytest.approx(2.0), "2N per replay"
     assert m._delta is not None and m._delta.abs().max() <= EPS + 1e-7 and m._delta.abs().max() > 0
-    assert ch.derived_passes("ATF", replays=8) == 16
+    assert FreeAT(EPS, replays=8).derived_passes() == 16 == ch.recipe_method("cifar10/ATF").derived_passes()
 
 
 def test_awp_removes_its_weight_perturbation_before_the_update(small):
@@ -296,32 +304,98 @@ def test_image_folder_with_a_class_list_converts_to_npz_shards(tmp_path):
 # --------------------------------------------------------------------------------------------- the chapter
 
 
+def test_recipes_name_registered_methods_and_models_and_state_their_source():
+    from robustlib.models import MODELS
+    for key, r in ch.RECIPES.items():
+        assert r["method"] in rl.METHODS and r["model"] in MODELS, key
+        assert r["source"] and r["part"] in (*ch.PARTS, "chapter") and key.split("/")[0] in ch.DATASETS, key
+        assert "epoch_scale" not in r["hp"], f"{key}: epoch_scale follows from the compression rule"
+        m = ch.recipe_method(key)
+        assert m.derived_passes() is not None, f"{key}: the method states its cost"
+        for which in r.get("rows", {}).values():
+            assert which == "model" or int(which[3:]) < len(r["ema"]), key
+    assert {v[0] for v in ch.ABLATIONS.values() if v} <= set(rl.METHODS.names())
+    assert set(ch.PROFILES) == {"smoke", "quick", "paper"}
+    assert all(p.keys() == ch.PROFILES["paper"].keys() for p in ch.PROFILES.values())
+    for p in ch.PROFILES.values():
+        assert set(p["hp"]) <= set(ch.RECIPES) and set(p["ablation"]) <= set(ch.ABLATIONS)
+        assert all(k in ch.RECIPES or k in ch.DATASETS for k in p["epochs"])
+
+
+def test_profiles_compress_the_recipes_and_an_override_changes_one_row_only(tmp_path):
+    from robustlib.training import run_fingerprint
+    paper = ch.config("paper", 0, "cpu", None, str(tmp_path))
+    quick = ch.config("quick", 0, "cpu", None, str(tmp_path))
+    nuat = quick.specs["cifar10/NuAT"]
+    assert nuat.config.epochs == 5 and nuat.hp["epoch_scale"] == pytest.approx(20)
+    assert nuat.config.schedule(2.5) == pytest.approx(paper.specs["cifar10/NuAT"].config.schedule(50))
+    assert quick.specs["cifar10/NuAT-WA"].config.ema == (ch.scaled_tau(0.9998, 100 * 765, 5 * 765),)
+    assert paper.specs["cifar10/NuAT-WA"].config.ema == (0.9998,) and paper.specs["cifar10/NuAT"].hp["epoch_scale"] == 1
+    assert "epoch_scale" not in paper.specs["cifar10/TRADES"].hp, "only methods that take it get epoch_scale"
+    smoke = ch.config("smoke", 0, "cpu", None, str(tmp_path))
+    assert smoke.specs["cifar10/PGD-AT"].hp["steps"] == 3 and smoke.specs["cifar10/ATF"].hp["replays"] == 4
+    assert "m = 8 replays" in smoke.specs["cifar10/ATF"].source, "the source states the recipe, not the profile"
+    lam2 = ch.config("smoke", 0, "cpu", None, str(tmp_path), overrides={"cifar10/NuAT": {"lam_max": 2.0}})
+    assert lam2.specs["cifar10/NuAT"].make_method().lam_max == 2.0
+    assert lam2.specs["cifar10/NuAT-WA"].hp == smoke.specs["cifar10/NuAT-WA"].hp
+    assert lam2.specs["cifar10/NuAT"] == smoke.specs["cifar10/NuAT"].replace(hp={"lam_max": 2.0})
+    assert any("overridden" in n for n in lam2.notes)
+    data = rl.load_dataset("synthetic", "train", n=64)
+    fp = [run_fingerprint(c.specs["cifar10/NuAT"].make_model(), c.specs["cifar10/NuAT"].make_method(), data,
+                          c.specs["cifar10/NuAT"].config, None) for c in (smoke, lam2)]
+    assert fp[0] != fp[1], "an override lands in a new checkpoint folder"
+    with pytest.raises(rl.ConfigError, match="unknown rows.*valid: cifar10/Normal"):
+        ch.config("smoke", 0, "cpu", None, str(tmp_path), overrides={"cifar10/NuATT": {"lam_max": 2.0}})
+    with pytest.raises(rl.UnknownNameError, match="Valid NuAT part names"):
+        ch.part_keys("nuatt")
+
+
 def test_quick_plan_fits_ten_minutes_per_notebook(tmp_path):
     cfg = ch.config("smoke", 0, "cpu", None, str(tmp_path))
     minutes = ch.part_minutes(cfg)
     assert set(minutes.index) == set(ch.PARTS) | {"chapter"}
     assert (minutes["est. total min"] <= 10).all(), minutes
-    runs = ch.runs(ch.config("quick", 0, "cpu", None, str(tmp_path)))
-    assert {r.label for r in runs.values() if r.dataset == "cifar10"} | {"GAT-WA", "TRADES-WA"} == set(
+    specs = ch.config("quick", 0, "cpu", None, str(tmp_path)).specs
+    assert {lab for sp in specs.values() if sp.extra["table"] == ch.T1 for lab in sp.rows} == set(
         methods("nuat", ch.T1)), "every ResNet-18 row is trained by some part"
-    for r in runs.values():   # each run's method is built with its own dataset's threat model
-        m = r.method()
-        if hasattr(m, "eps") and r.label != "TRADES":
-            assert m.eps == pytest.approx(ch.EPS[r.dataset]), r.run_id
-    assert runs["cifar10/TRADES"].method().eps == pytest.approx(0.031)
+    for key, sp in specs.items():   # each run's method is built with its own dataset's threat model
+        m = sp.make_method()
+        if hasattr(m, "eps") and sp.method != "trades":
+            assert m.eps == pytest.approx(ch.DATASETS[sp.extra["dataset"]]["eps"]), key
+    assert specs["cifar10/TRADES"].make_method().eps == pytest.approx(0.031)
+    # the time model is the experiment layer's: the method's own N × images × epochs × the planning rule's seconds
+    n, spp, _ = ch.planning(specs["cifar10/NuAT"])
+    assert n == 49_000 and spp == ch.recipes.SECONDS_PER_PASS[("resnet18", 64)]
+    assert ch.plan(cfg, "nuat").loc["cifar10/NuAT", "est. quick train min"] == pytest.approx(
+        7 * (49_000 // 64 * 64) * 5 * spp / 60)
 
 
-def test_a_part_runs_in_the_smoke_profile_and_writes_valid_results(tmp_path, data_root):
+def test_a_part_runs_in_the_smoke_profile_and_writes_valid_results(tmp_path, data_root, monkeypatch):
     cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
     rep = ch.report(cfg, "nuat")
-    ch.run_part(cfg, "nuat", rep)
+    runs = ch.run_part(cfg, "nuat", rep)
     doc = results.load(rep.write())
     rows = {r["method"]: r for r in doc["rows"]}
     assert set(rows) == {"NuAT", "NuAT-WA"} and doc["part"] == "nuat"
     assert rows["NuAT"]["cost_passes"] == pytest.approx(7) and rows["NuAT"]["paper"]["aa"] == 49.24
     assert rows["NuAT-WA"]["model_used"].startswith("ema")
+    assert rows["NuAT"]["recipe"] == ch.RECIPES["cifar10/NuAT"]["source"] and rows["NuAT"]["run"] == "cifar10/NuAT"
     chapter = ch.report(cfg)
     found = ch.gather(cfg, chapter)
     assert found.loc["nuat", "status"] == "2 rows"
     t1 = {r["method"]: r for r in chapter.rows if r["table"] == ch.T1}
     assert len(t1) == 14 and all(r["note"] for m, r in t1.items() if m not in ("NuAT", "NuAT-WA"))
+
+    # the public function for other chapters reopens the finished run: nothing is trained again
+    def no_training(*a, **k):
+        raise AssertionError("trained() must reopen the finished run, not train")
+    monkeypatch.setattr(NuAT, "loss", no_training)
+    t = ch.trained(cfg.s, "NuAT-WA", progress=False)
+    assert t.folder == runs["cifar10/NuAT-WA"].folder and t.spec.rows["NuAT-WA"] == rows["NuAT-WA"]["model_used"]
+    assert t.model(t.spec.rows["NuAT-WA"]) is not None
+    # and the evaluation the part made is cached beside the checkpoint: the same flags come back without attacking
+    monkeypatch.setattr(ex, "evaluate", no_training)
+    which = rows["NuAT-WA"]["model_used"]
+    assert ch.evaluate(cfg, t, which, ch.suite(cfg, "cifar10")) == rows["NuAT-WA"]["metrics"]
+    with pytest.raises(rl.UnknownNameError, match="Valid CIFAR-10 ResNet-18 row names"):
+        ch.trained(cfg.s, "NuAT2")

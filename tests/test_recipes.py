@@ -1,5 +1,5 @@
 """The NuAT chapter's baseline recipes as they are built (learning-rate, momentum and λ values at the boundary
-epochs, read from the chapter's own run objects), the BatchNorm mode each training attack runs in (a spy BN that
+epochs, read from the RunSpecs the chapter builds from its RECIPES table), the BatchNorm mode each training attack runs in (a spy BN that
 records its mode on every forward), and NuAT's single-step numerics restated by hand from the paper facts
 (nuat.md §2): Bernoulli start, one signed step of ε, projection, train-mode reference, training loss."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _step(epoch=0, iteration=0, global_step=0, nb=100, model=None):
 
 @pytest.fixture(scope="module")
 def paper_runs(tmp_path_factory):
-    return ch.runs(ch.config("paper", 0, "cpu", None, str(tmp_path_factory.mktemp("paper"))))
+    return ch.config("paper", 0, "cpu", None, str(tmp_path_factory.mktemp("paper"))).specs
 
 
 def _lr(run, e):
@@ -46,10 +46,10 @@ def _lam(method, e):
 def test_gat_drops_the_lr_and_multiplies_lambda_after_epochs_70_and_85(paper_runs):
     """GAT_cifar10.py (0-based loop) acts at the *end* of epochs 70 and 85: new values from epochs 71 and 86."""
     run = paper_runs["cifar10/GAT"]
-    gat = run.method()
+    gat = run.make_method()
     assert [_lr(run, e) for e in (70, 71, 85, 86)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
     assert [_lam(gat, e) for e in (70, 71, 85, 86)] == pytest.approx([10, 10, 10, 40])
-    assert gat.alternate and run.select_attack == "ifgsm7"
+    assert gat.alternate and run.extra["select"] == "ifgsm7"
 
 
 def test_trades_and_awp_drops_follow_their_one_based_scripts(paper_runs):
@@ -59,6 +59,35 @@ def test_trades_and_awp_drops_follow_their_one_based_scripts(paper_runs):
         [0.1, 0.01, 0.01, 0.001, 0.001, 0.0001])
     awp = paper_runs["cifar10/AWP"]
     assert [_lr(awp, e) for e in (98, 99, 148, 149)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("key,epochs,batch,wd,select", [
+    ("cifar10/GAT", 100, 64, 5e-4, "ifgsm7"), ("cifar10/TRADES", 80, 128, 2e-4, "ifgsm7"),
+    ("cifar10/AWP", 200, 128, 5e-4, "ifgsm7"), ("cifar10/PGD-AT", 200, 128, 5e-4, "ifgsm7"),
+    ("cifar10/FBF", 15, 128, 5e-4, "ifgsm7"), ("cifar10/NuAT", 100, 64, 5e-4, "ifgsm7"),
+    ("cifar10/Normal", 100, 64, 5e-4, "clean"), ("mnist/GAT", 50, 64, 5e-4, "ifgsm40"),
+    ("imagenet100/GAT", 120, 64, 1e-4, "pgd20"), ("wrn/GAT", 85, 64, 5e-4, "ifgsm7"), ("wrn/TRADES", 110, 128, 5e-4,
+                                                                                      "ifgsm7"),
+])
+def test_recipe_epochs_batches_and_selection_as_built(paper_runs, key, epochs, batch, wd, select):
+    """The paper profile trains every recipe as its script does: epochs, batch, weight decay, momentum 0.9 and the
+    selection rule, read from the RunSpec (the fingerprint's input), not from the table alone."""
+    sp = paper_runs[key]
+    c = sp.config
+    assert (c.epochs, c.batch_size, c.weight_decay, c.momentum) == (epochs, batch, wd, 0.9)
+    assert sp.extra["select"] == select and sp.selector == ("clean" if select == "clean" else "robust")
+    assert c.max_batches is None and sp.extra["paper_epochs"] == epochs
+
+
+def test_cyclic_recipes_keep_cycliclr_momentum(paper_runs):
+    """CyclicLR's default momentum cycling (0.9 at lr 0, 0.8 at the peak) in every cyclic recipe; NuAT's schedule is
+    frozen at epoch 80 (momentum 0.88 from then on)."""
+    for key in ("cifar10/NuAT", "cifar10/NuAT-WA", "cifar10/FBF", "cifar10/ATF", "wrn/NuAT2", "wrn/NuAT2-WA"):
+        s = paper_runs[key].config.schedule
+        assert s(0) == pytest.approx((0.0, 0.9)), key
+        assert max(s(e / 4)[0] for e in range(4 * paper_runs[key].config.epochs)) == pytest.approx(
+            0.2 if key.endswith("FBF") else 0.04 if key.endswith("ATF") else 0.1), key
+    assert paper_runs["cifar10/NuAT"].config.schedule(95)[1] == pytest.approx(0.88)
 
 
 def _awp_active(method, epoch, small_model, x, y):
@@ -73,7 +102,7 @@ def _awp_active(method, epoch, small_model, x, y):
 @pytest.mark.parametrize("source", ["cifar10", "wrn"])
 def test_awp_weight_perturbation_switches_on_at_zero_based_epoch_9(source, paper_runs):
     """trades_AWP: ``if epoch >= awp_warmup`` (10) with 1-based epochs ⇒ off at 0-based epoch 8, on at 9."""
-    make = paper_runs["cifar10/AWP"].method if source == "cifar10" else (lambda: ch.WRN_ROWS["AWP"][0](1.0))
+    make = paper_runs["cifar10/AWP" if source == "cifar10" else "wrn/AWP"].make_method
     torch.manual_seed(0)
     model = _SpyNet()
     x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 10, (8,))
@@ -83,14 +112,14 @@ def test_awp_weight_perturbation_switches_on_at_zero_based_epoch_9(source, paper
     assert _awp_active(m, 9, model, x, y)
 
 
-def test_wrn_recipes_gat_switches_lambda_with_its_lr_drop_and_awp_is_zero_based():
-    fn, epochs, _, sched, _ = ch.WRN_ROWS["GAT"]
-    gat, s = fn(1.0), sched()
+def test_wrn_recipes_gat_switches_lambda_with_its_lr_drop_and_awp_is_zero_based(paper_runs):
+    spec = paper_runs["wrn/GAT"]
+    gat, s, epochs = spec.make_method(), spec.config.schedule, spec.config.epochs
     lr_drops = [e for e in range(1, epochs) if s(e)[0] < s(e - 1)[0] - 1e-12]
     lam_switch = [e for e in range(1, epochs) if _lam(gat, e) != _lam(gat, e - 1)]
     assert len(lr_drops) == 2 and lam_switch == lr_drops[1:], (lr_drops, lam_switch)
     assert _lam(gat, lam_switch[0]) == pytest.approx(4 * _lam(gat, 0))
-    awp = ch.WRN_ROWS["AWP"][3]()
+    awp = paper_runs["wrn/AWP"].config.schedule
     assert [awp(e)[0] for e in (98, 99, 148, 149)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
 
 
@@ -104,7 +133,7 @@ def test_fbf_family_lr_peaks_at_half_and_momentum_cycles_like_cycliclr(paper_run
     assert s(epochs) == pytest.approx((0.0, 0.9), abs=1e-12)
     assert s(epochs / 4) == pytest.approx((max_lr / 2, 0.85))
     assert s(0.45 * epochs)[0] < max_lr and s(0.55 * epochs)[0] < max_lr
-    wrn = ch.WRN_ROWS["FBF"][3]()
+    wrn = paper_runs["wrn/FBF"].config.schedule
     assert wrn(15) == pytest.approx((0.2, 0.8)) and wrn(30) == pytest.approx((0.0, 0.9), abs=1e-12)
 
 
@@ -125,25 +154,25 @@ def test_gat_on_mnist_follows_gat_mnist_py(paper_runs):
     """λ = 15; the script's `epoch in [E/4, E/2, 3E/4]` at E = 50 matches only epoch 25: lr ÷5 and λ ×3 from 26;
     the regulariser in every attack iteration; selection by I-FGSM-40."""
     run = paper_runs["mnist/GAT"]
-    gat = run.method()
+    gat = run.make_method()
     assert [e for e in range(50) if e in [50 / 4, 2 * 50 / 4, 3 * 50 / 4]] == [25]
     assert [_lr(run, e) for e in (0, 12, 13, 25, 26, 37, 38, 49)] == pytest.approx(
         [0.01, 0.01, 0.01, 0.01, 0.002, 0.002, 0.002, 0.002])
     assert [_lam(gat, e) for e in (0, 25, 26, 49)] == pytest.approx([15, 15, 45, 45])
     assert gat.alternate is False and gat.eps == pytest.approx(0.3) and gat.alpha == pytest.approx(0.3)
-    assert run.select_attack == "ifgsm40"
-    sel = ch.selector(None, run, rl.load_dataset("synthetic", "test", n=8))
+    assert run.extra["select"] == "ifgsm40"
+    sel = ch.selector(run, rl.load_dataset("synthetic", "test", n=8))
     assert sel.attack.steps == 40 and sel.attack.alpha == pytest.approx(0.3 / 40) and sel.attack.start is None
-    assert "λ = 15" in run.recipe and "I-FGSM-40" in run.recipe
+    assert "λ = 15" in run.source and "I-FGSM-40" in run.source
 
 
 def test_gat_on_imagenet100_follows_its_script(tmp_path):
-    run = ch.imagenet100_runs(ch.config("paper", 0, "cpu", None, str(tmp_path)))["GAT"]
-    gat = run.method()
+    run = ch.config("paper", 0, "cpu", None, str(tmp_path)).specs["imagenet100/GAT"]
+    gat = run.make_method()
     assert [_lam(gat, e) for e in (0, 89, 90, 119)] == pytest.approx([20, 20, 140, 140])
     assert [run.config.schedule(e)[0] for e in (59, 60, 89, 90)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
-    assert gat.ref_mode == "eval" and gat.alternate and run.select_attack == "pgd20"
-    sel = ch.selector(None, run, rl.load_dataset("synthetic", "test", n=8))
+    assert gat.ref_mode == "eval" and gat.alternate and run.extra["select"] == "pgd20"
+    sel = ch.selector(run, rl.load_dataset("synthetic", "test", n=8))
     assert sel.attack.steps == 20 and sel.attack.alpha == pytest.approx(2.5 * EPS / 20)
 
 
@@ -240,7 +269,7 @@ TRAINING_ATTACK_MODES = {"FBF": True, "FGSM-AT": True, "RFGSM-AT": True, "PGD-AT
 @pytest.mark.parametrize("label", sorted(TRAINING_ATTACK_MODES))
 def test_each_training_method_attacks_in_its_recipes_bn_mode(paper_runs, spy, label):
     model, x, y = spy
-    m = paper_runs[f"cifar10/{label}"].method()
+    m = paper_runs[f"cifar10/{label}"].make_method()
     if hasattr(m, "steps"):
         m.steps = min(m.steps, 2)
         if hasattr(m, "_attack"):
@@ -327,7 +356,7 @@ def test_nuat_training_loss_restates_the_official_numerics(paper_runs):
     """NuAT_cifar10.py at paper epoch 40 (λ = 0.05·40 = 2), an odd iteration: the attack above, then clean and
     adversarial batches forwarded separately in train mode, loss = mean CE(clean) + λ·‖f(X̃) − f(X)‖_*/B."""
     mine, hand, x, y = _pair(3)
-    nuat = paper_runs["cifar10/NuAT"].method()
+    nuat = paper_runs["cifar10/NuAT"].make_method()
     torch.manual_seed(5)
     loss, logs = nuat.loss(mine, x, y, _step(epoch=40, global_step=1))
     torch.manual_seed(5)
