@@ -1,6 +1,6 @@
 """Run one training on K processes with ``torchrun`` and hand the result back to the calling process.
 
-``train_cached`` uses this when ``ROBUSTLIB_GPUS`` = K > 1 (``python -m robustlib reproduce --gpus K`` sets it for
+``robustlib.experiment.train`` uses this when ``ROBUSTLIB_GPUS`` = K > 1 (``python -m robustlib reproduce --gpus K`` sets it for
 every notebook): the model, method, data and configuration are saved to ``<out_dir>/spec.pt``, K worker processes
 (``python -m robustlib.launch <spec>``) train data-parallel and rank 0 writes the checkpoint, and the caller then
 opens the finished checkpoint with an ordinary Trainer whose configuration says ``data_shards=K`` — the

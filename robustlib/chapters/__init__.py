@@ -3,6 +3,6 @@
 Notebooks stay thin (parameters → ``config`` → these functions → tables, figures, prose); anything longer than a few
 lines lives here, with tests.
 """
-from .common import PROFILES, RunSettings, by_profile, check_profile, settings, train_cached
+from .common import PROFILES, RunSettings, by_profile, check_profile, settings
 
-__all__ = ["PROFILES", "RunSettings", "by_profile", "check_profile", "settings", "train_cached"]
+__all__ = ["PROFILES", "RunSettings", "by_profile", "check_profile", "settings"]

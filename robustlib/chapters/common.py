@@ -1,5 +1,5 @@
-"""What every chapter shares: run settings from the notebook's parameters, profile checks, data per profile, and
-training with reuse of the run's checkpoints.
+"""What every chapter shares: run settings from the notebook's parameters, profile checks and data per profile
+(training, evaluation and reuse are :mod:`robustlib.experiment`'s).
 
 Profiles:
 
@@ -18,18 +18,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn as nn
 
-from ..data import ArrayDataset, data_root, holdout_split, load_dataset
+from ..data import data_root, holdout_split, load_dataset
 from ..errors import ConfigError, UnknownNameError
-from ..methods.base import Method
-from ..training import Selector, TrainConfig, Trainer, TrainResult
+from ..results import PROFILES  # defined once, beside the results schema that records it
 from ..utils import resolve_device, seed_everything
-
-from ..results import PROFILES  # noqa: E402  (defined once, beside the results schema that records it)
 
 
 def check_profile(profile: str) -> str:
@@ -111,26 +106,3 @@ def cifar10_splits(s: RunSettings, n_train: int | None, n_test: int | None, hold
         train, val = holdout_split(train, holdout_per_class)
     test = load_dataset("cifar10", "test", s.data_dir).head(n_test)
     return train, val, test
-
-
-def train_cached(s: RunSettings, key: str, build: Callable[[], nn.Module], method: Method, data: ArrayDataset,
-                 config: TrainConfig, *, selector: Selector | None = None, progress: bool = True) -> TrainResult:
-    """Train ``build()`` with ``method`` — or reuse the finished run stored under ``<checkpoints>/<key>``.
-
-    Reuse needs the same configuration (the Trainer checks a fingerprint of model, method, data and schedule); a
-    different configuration under the same key is refused, never overwritten. With ``ROBUSTLIB_GPUS`` = K > 1 the
-    training runs on K processes through ``torchrun`` (:mod:`robustlib.launch`).
-    """
-    seed_everything(config.seed)
-    out = s.checkpoint_dir / key
-    gpus = int(os.environ.get("ROBUSTLIB_GPUS", "1"))
-    if gpus > 1 and not (out / "last.pt").exists():
-        from ..launch import spawn
-        config = spawn(build(), method, data, config, out, gpus, str(s.device), selector, key)
-    elif gpus > 1:
-        import dataclasses
-        config = dataclasses.replace(config, data_shards=gpus)
-    seed_everything(config.seed)
-    trainer = Trainer(build(), method, data, config, out_dir=out, device=s.device,
-                      selector=selector, progress_bar=progress, name=key)
-    return trainer.fit()
