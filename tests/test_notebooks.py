@@ -179,7 +179,7 @@ def test_unknown_notebook_and_profile_names():
     import robustlib as rl
     with pytest.raises(rl.UnknownNameError, match="Did you mean .adversarial_examples.*Valid notebook names: abnn"):
         reproduce.select(["adversarial"], ROOT)
-    with pytest.raises(rl.UnknownNameError, match="Valid profile names: paper, quick, smoke"):
+    with pytest.raises(rl.UnknownNameError, match="Valid profile names: cpu, paper, quick, smoke"):
         reproduce.reproduce("fast", out=ROOT / "runs" / "never", book=False)
 
 
