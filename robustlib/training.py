@@ -260,7 +260,7 @@ class Trainer:
     @property
     def channels_last(self) -> bool:
         cl = self.config.channels_last
-        return _fast_bf16(self.device) if cl is None else cl
+        return self.amp_dtype is not None if cl is None else cl   # None: with bf16 autocast
 
     @property
     def precision(self) -> dict:
