@@ -451,7 +451,6 @@ def test_chapter_runs_in_the_smoke_profile(tmp_path, data_root):
     assert set(folder.glob("eval-*.json")) == cached   # nothing new: it came from the cache
     assert np.array_equal(again.dist("linf"), evals["Undefended"].dist("linf"))
     assert np.array_equal(again.arrays["b_lbound"], evals["Undefended"].arrays["b_lbound"], equal_nan=True)
-    assert list(runs["Undefended"].folder.glob("eval-*.json")) == cached
     costs = ch.measure_costs(cfg, train)
     assert list(costs["measured_N"]) == list(costs["derived_N"]) == [2.0, 5.0, 4.0, 16.0]
 
