@@ -34,14 +34,17 @@ NORMS = ("linf", "l2")
 
 
 @contextlib.contextmanager
-def attack_mode(model: nn.Module, bn_mode: str = "eval") -> Iterator[nn.Module]:
-    """Run ``model`` for an attack (see module docstring); restores the model's state on exit."""
+def attack_mode(model: nn.Module, bn_mode: str = "eval", keep_stats: bool = False) -> Iterator[nn.Module]:
+    """Run ``model`` for an attack (see module docstring); restores the model's state on exit.
+
+    ``keep_stats=True`` (train mode only) keeps what the attack's forwards did to the BatchNorm running statistics,
+    as the reference training scripts' plain train-mode attacks do."""
     if bn_mode not in BN_MODES:
         raise ConfigError(f"unknown BN mode {bn_mode!r}; valid: {', '.join(BN_MODES)}")
     modes = [(m, m.training) for m in model.modules()]
     params = [(p, p.requires_grad) for p in model.parameters()]
     saved = []
-    if bn_mode == "train":
+    if bn_mode == "train" and not keep_stats:
         saved = [(b, b.detach().clone()) for m in model.modules() if isinstance(m, _BatchNorm) for b in m.buffers()]
     model.train(bn_mode == "train")
     for p, _ in params:

@@ -25,7 +25,7 @@ from ..schedules import Piecewise, triangular
 from ..stats import wilson_interval
 from ..threat import CIFAR10
 from ..training import TrainConfig, TrainResult
-from .common import RunSettings, cifar10_splits, settings
+from .common import ProfileValues, RunSettings, cifar10_splits, settings
 
 PAPER = "adversarial_examples"
 EPS = CIFAR10.eps
@@ -77,17 +77,12 @@ NOTES = {
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     profile: dict                        # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]         # one per RECIPES row, with the profile's changes and the overrides applied
     notes: list[str] = field(default_factory=list)
 
-    def __getattr__(self, key):          # the profile's values as attributes: cfg.n_test, cfg.eps_grid, ...
-        try:
-            return self.__dict__["profile"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
     @property
     def at_steps(self) -> int:

@@ -27,6 +27,19 @@ from ..results import PROFILES  # defined once, beside the results schema that r
 from ..utils import resolve_device, seed_everything
 
 
+class ProfileValues:
+    """Mixin for a chapter's Config dataclass: the values of its profile table as attributes (``cfg.n_test``),
+    read from the field named by ``_profile_field``."""
+
+    _profile_field = "profile"
+
+    def __getattr__(self, key):
+        try:
+            return self.__dict__[type(self)._profile_field][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise UnknownNameError("profile", profile, PROFILES)

@@ -23,38 +23,16 @@ AdvProp's PGD-AT baselines, the comparison chapter, Finlay & Oberman's 7-step AT
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..attacks import PGD
-from ..attacks.core import project
+from ..attacks.core import attack_mode, project
 from ..errors import ConfigError
 from .base import Method, accuracy_log, register_method
 
 BN_STATS = ("update", "restore")
-
-
-@contextlib.contextmanager
-def train_mode_attack(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in train mode with frozen parameters, *keeping* whatever its BatchNorm layers do to their running
-    statistics (PyTorch's train-mode forward updates them, as in the reference training scripts); every module's
-    train/eval flag and every parameter's ``requires_grad`` is put back on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad) for p in model.parameters()]
-    model.train(True)
-    for p, _ in params:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, t in modes:
-            m.training = t
-        for p, r in params:
-            p.requires_grad_(r)
 
 
 class TrainingPGD(PGD):
@@ -73,7 +51,7 @@ class TrainingPGD(PGD):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.bn_mode == "eval" or self.bn_stats == "restore":
             return super().perturb(model, x, y)
-        with train_mode_attack(model), torch.enable_grad():
+        with attack_mode(model, "train", keep_stats=True), torch.enable_grad():
             x_adv = self._perturb(model, x.detach(), y)
         return project(x_adv.detach(), x, self.eps, self.norm)
 

@@ -22,7 +22,7 @@ from ...methods import METHODS
 from ...schedules import Piecewise, triangular
 from ...threat import CIFAR10
 from ...training import TrainConfig
-from ..common import RunSettings, settings
+from ..common import ProfileValues, RunSettings, settings
 
 PAPER = "abnn"
 EPS, ALPHA = CIFAR10.eps, CIFAR10.pgd_step
@@ -114,7 +114,7 @@ ABNN_OPTIONS = ("placement", "stats")     # ABNNNet's choices that an override m
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     profile: dict                         # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]          # one per RECIPES row, with the profile's changes and the overrides applied
@@ -123,11 +123,6 @@ class Config:
     notes: list[str] = field(default_factory=list)
     _cache: dict = field(default_factory=dict, repr=False)   # the frozen substitute, once loaded
 
-    def __getattr__(self, key):           # the profile's values as attributes: cfg.n_test, cfg.steps_grid, ...
-        try:
-            return self.__dict__["profile"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
     @property
     def at_steps(self) -> int:

@@ -41,7 +41,7 @@ from ...schedules import Piecewise, triangular
 from ...threat import CIFAR10
 from ...training import TrainConfig, run_fingerprint
 from ...utils import derive_seed
-from ..common import RunSettings, check_profile, cifar10_splits, settings
+from ..common import ProfileValues, RunSettings, check_profile, cifar10_splits, settings
 
 PAPER = "advprop"
 
@@ -198,7 +198,7 @@ def plan_parts(profile: dict, seed: int, overrides: dict | None = None) -> dict[
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     profile: dict                            # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]             # run alias → spec (RECIPES row at a width, attacker and seed)
@@ -206,11 +206,6 @@ class Config:
     overrides: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def __getattr__(self, key):              # the profile's values as attributes: cfg.n_test, cfg.widths, ...
-        try:
-            return self.__dict__["profile"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
     @property
     def large(self) -> int:

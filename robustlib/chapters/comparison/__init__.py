@@ -36,7 +36,7 @@ from ...threat import CIFAR10
 from ...training import TrainConfig
 from ...utils import derive_seed, fp32_strict, hardware_info, hardware_label
 from .. import abnn, advprop, nuat
-from ..common import RunSettings, cifar10_splits, settings
+from ..common import ProfileValues, RunSettings, cifar10_splits, settings
 from .analysis import (COSTS, budget_table, checklist_tables, checks_of, eps_frame, first_seed, flagged,
                        main_table, paper_numbers, pareto_mask, pareto_points, pareto_table, part_summary,
                        records_of, reported_points, reported_sources, second_seeds, spread, spread_summary,
@@ -54,7 +54,7 @@ KINDS = ("full", "suite")   # full: the suite and the checklist; suite: the atta
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     profile: dict                        # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]         # one per RECIPES row (first seed), with the profile and the overrides
@@ -63,11 +63,6 @@ class Config:
     _rows: dict = field(default_factory=dict, repr=False)
     _data: dict = field(default_factory=dict, repr=False)
 
-    def __getattr__(self, key):          # the profile's values as attributes: cfg.n_test, cfg.eps_grid, ...
-        try:
-            return self.__dict__["profile"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
     def spec(self, label: str, offset: int = 0) -> ex.RunSpec:
         """The RunSpec of a RECIPES row for seed ``s.seed + offset``."""

@@ -33,7 +33,7 @@ from ...report import Report
 from ...schedules import build_schedule
 from ...training import TrainConfig
 from ...utils import fp32_strict
-from ..common import RunSettings, cifar10_splits, settings
+from ..common import ProfileValues, RunSettings, cifar10_splits, settings
 from .recipes import (EVAL_SECONDS, NOTES, PART_NOTEBOOKS, PARTS, PROFILES, RECIPES, SECONDS_PER_PASS, SLOWER_PASSES,
                       TRAINING)
 from .figures import (plot_bounds, plot_costs, plot_distance_curves, plot_h_ablation, plot_smooth_relu,  # noqa: F401
@@ -56,17 +56,12 @@ COST_ROWS = {"Standard (undefended)": "Undefended", "FD squared l1 lambda=1": "s
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     profile: dict                        # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]         # one per RECIPES row, with the profile's changes and the overrides applied
     notes: list[str] = field(default_factory=list)
 
-    def __getattr__(self, key):          # the profile's values as attributes: cfg.n_test, cfg.linf, ...
-        try:
-            return self.__dict__["profile"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
     @property
     def epochs(self) -> int:

@@ -21,7 +21,7 @@ from ...methods import METHODS
 from ...report import Report
 from ...schedules import Compressed, build_schedule
 from ...training import Selector, TrainConfig, TrainResult
-from ..common import RunSettings, settings
+from ..common import ProfileValues, RunSettings, settings
 from .recipes import ABLATIONS, DATASETS, NOTES, PROFILES, RECIPES
 
 PAPER = "nuat"
@@ -50,18 +50,14 @@ SELECT_ATTACKS = {
 
 
 @dataclass
-class Config:
+class Config(ProfileValues):
     s: RunSettings
     prof: dict                              # PROFILES[s.profile]
     specs: dict[str, ex.RunSpec]            # one per RECIPES row and ABLATIONS variant, with profile and overrides
     imagenet100: Path | None = None
     notes: list[str] = field(default_factory=list)
 
-    def __getattr__(self, key):             # the profile's values as attributes: cfg.n_test, cfg.pgd_record, ...
-        try:
-            return self.__dict__["prof"][key]
-        except KeyError:
-            raise AttributeError(key) from None
+    _profile_field = "prof"
 
     @property
     def profile(self) -> str:
