@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rp = sub.add_parser("reproduce", help="run the notebooks through papermill (or --publish a run)")
-    rp.add_argument("--profile", default="smoke", help="smoke | quick | paper (default: smoke)")
+    rp.add_argument("--profile", default="smoke", help="smoke | cpu | quick | paper (default: smoke)")
     rp.add_argument("--only", default=None, help="comma-separated notebook names, e.g. nuat,abnn")
     rp.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
     rp.add_argument("--force", action="store_true", help="rerun notebooks already completed for this code")
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--jobs", type=int, default=None,
                     help="notebooks at a time (default: one per CPU core up to 4 for smoke on CPU, else 1)")
     rp.add_argument("--publish", metavar="RUN_DIR", default=None,
-                    help="copy a completed quick/paper run into book/chapters and book/results")
+                    help="copy a completed cpu/quick/paper run into book/chapters and book/results (a cpu run's "
+                         "results also into book/results/cpu)")
 
     sub.add_parser("book", help="build the committed book into _build/html (warnings are errors)")
 

@@ -276,6 +276,26 @@ def test_autoattack_standard_is_the_v2_suite_with_its_budgets():
         AutoAttack(eps, apgd_budget=(5, 1))
 
 
+def test_autoattack_targets_cut_apgd_t_and_fab_t_and_leave_older_cache_keys_alone():
+    """``targets`` (cpu profiles) sets the target classes of APGD-T and FAB-T in a custom run; unset, it is not part
+    of the attack's repr, so an evaluation cached before the setting existed keeps its key."""
+    eps = 8 / 255
+    aa = AutoAttack(eps, version="custom", attacks=["apgd-ce", "apgd-t"], apgd_budget=(100, 1), targets=3)
+    adv = aa._adversary(nn.Linear(2, 2), torch.device("cpu"))
+    assert adv.apgd_targeted.n_target_classes == 3 and adv.fab.n_target_classes == 3
+    assert (adv.apgd.n_iter, adv.apgd.n_restarts) == (100, 1)
+    assert "targets=3" in repr(aa)
+    plain = AutoAttack(eps, version="custom", attacks=["apgd-ce"], apgd_budget=(10, 1))
+    assert "targets" not in repr(plain) and repr(plain) == (
+        "AutoAttack(eps=0.03137254901960784, norm='linf', bn_mode='eval', version='custom', attacks=['apgd-ce'], "
+        "seed=0, batch_size=500, apgd_budget=(10, 1), square_queries=None)")
+    assert plain._adversary(nn.Linear(2, 2), torch.device("cpu")).apgd_targeted.n_target_classes == 9
+    with pytest.raises(rl.ConfigError, match="standard version keeps its budgets"):
+        AutoAttack(eps, targets=3)
+    with pytest.raises(rl.ConfigError, match="1 to 9 target classes"):
+        AutoAttack(eps, version="custom", attacks=["apgd-t"], targets=12)
+
+
 class _Spy(nn.Module):
     """Records, at every forward pass, the state an attack runs the model in."""
 

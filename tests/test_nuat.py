@@ -315,7 +315,7 @@ def test_recipes_name_registered_methods_and_models_and_state_their_source():
         for which in r.get("rows", {}).values():
             assert which == "model" or int(which[3:]) < len(r["ema"]), key
     assert {v[0] for v in ch.ABLATIONS.values() if v} <= set(rl.METHODS.names())
-    assert set(ch.PROFILES) == {"smoke", "quick", "paper"}
+    assert set(ch.PROFILES) == {"smoke", "quick", "cpu", "paper"}
     assert all(p.keys() == ch.PROFILES["paper"].keys() for p in ch.PROFILES.values())
     for p in ch.PROFILES.values():
         assert set(p["hp"]) <= set(ch.RECIPES) and set(p["ablation"]) <= set(ch.ABLATIONS)
@@ -396,6 +396,58 @@ def test_a_part_runs_in_the_smoke_profile_and_writes_valid_results(tmp_path, dat
     # and the evaluation the part made is cached beside the checkpoint: the same flags come back without attacking
     monkeypatch.setattr(ex, "evaluate", no_training)
     which = rows["NuAT-WA"]["model_used"]
-    assert ch.evaluate(cfg, t, which, ch.suite(cfg, "cifar10")) == rows["NuAT-WA"]["metrics"]
+    assert ch.evaluate(cfg, t, which, ch.suite(cfg, "cifar10")).acc == rows["NuAT-WA"]["metrics"]
     with pytest.raises(rl.UnknownNameError, match="Valid CIFAR-10 ResNet-18 row names"):
         ch.trained(cfg.s, "NuAT2")
+
+
+def test_cpu_profile_keeps_the_paper_recipes_at_cpu_scale_and_states_every_substitution(tmp_path):
+    cpu = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    assert cpu.models["cifar10"] == {"width": 16} and cpu.n_train["cifar10"] is None
+    assert cpu.specs["cifar10/PGD-AT"].hp["steps"] == 10, "the cost claim needs PGD-AT's own 10 steps"
+    assert cpu.specs["cifar10/TRADES"].hp["steps"] == 5 and cpu.specs["cifar10/AWP"].hp["steps"] == 5
+    assert {lab for sp in cpu.specs.values() if sp.extra["table"] == ch.T1 for lab in sp.rows} == set(
+        methods("nuat", ch.T1)), "every ResNet-18 row is trained"
+    attacks = ch.suite(cpu, "cifar10")
+    assert attacks["pgd"].record == {"pgd20": 20, "pgd500": 50} and attacks["aa"].targets == 3
+    note = " ".join(cpu.notes)
+    for said in ("PGD-50", "GAMA-PGD-50", "APGD-T (3", "first 500 test images", "compare the differences"):
+        assert said in note, said
+    assert "first 500 test images" in cpu.table().loc["AutoAttack", "value"]
+
+
+@pytest.mark.slow
+def test_autoattack_on_fewer_images_the_final_epoch_check_and_the_claims(tmp_path, data_root):
+    """With ``aa_n`` AutoAttack runs on the first aa_n test images (its own interval), every other metric on all;
+    FGSM-AT's row carries the PGD-20 flags of its *final-epoch* model; the claims are computed from the gathered rows
+    (paired over the same images) and a claim whose rows did not run says so."""
+    import dataclasses
+    from robustlib import claims as cl
+    from robustlib.stats import wilson_interval
+    cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    cfg = dataclasses.replace(cfg, prof={**cfg.prof, "aa_n": 16, "epochs": {"cifar10": 2, "mnist": 1}})
+    rep = ch.report(cfg, "single")
+    runs = ch.run_part(cfg, "single", rep)
+    rep.write()
+    rows = {r["method"]: r for r in rep.rows}
+    fgsm = rows["FGSM-AT"]
+    assert len(fgsm["flags"]["aa"]) == 16 and len(fgsm["flags"]["pgd20"]) == cfg.n_test["cifar10"]
+    aa = [c == "1" for c in fgsm["flags"]["aa"]]
+    assert fgsm["ci"]["aa"] == pytest.approx(list(wilson_interval(sum(aa), 16)))
+    assert fgsm["metrics"]["aa"] == pytest.approx(100 * sum(aa) / 16)
+    # the final-epoch flags: the live model after the last epoch, attacked by PGD-20 (selected = last: the same)
+    t = runs["cifar10/FGSM-AT"]
+    last = [c == "1" for c in fgsm["flags"]["pgd20_last"]]
+    _, _, test = ch.load_data(cfg)
+    pgd = {"pgd20": rl.PGD(EPS, 2 / 255, 20, start="uniform", clip_start=False, record={"pgd20": 20})}
+    torch.manual_seed(cfg.s.seed)
+    direct = rl.evaluate(t.result.models()["model"].eval(), test, pgd, batch_size=cfg.eval_batch, progress=False)
+    if t.selected_epoch("model") != t.result.epochs:
+        assert last == direct.flags["pgd20"].tolist()
+    assert fgsm["pgd20_last"] == pytest.approx(100 * sum(last) / len(last))
+    chapter = ch.report(cfg)
+    ch.gather(cfg, chapter)
+    table = ch.claims(chapter).reset_index().set_index("test")
+    co = table.loc["pgd20_last: FGSM-AT < 10 %"]
+    assert co["verdict"] in (cl.SUPPORTED, cl.CONTRADICTED, cl.UNRESOLVED) and co["n"] == cfg.n_test["cifar10"]
+    assert table.loc["aa: NuAT − FBF > 0 (paired)", "verdict"] == cl.MISSING, "NuAT's part did not run"

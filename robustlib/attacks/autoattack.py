@@ -5,7 +5,8 @@ queries) — the "AA (v2)" of the NuAT WRN table and what every new number in th
 custom attack lists are passed through. The model runs in eval mode with frozen parameters; AutoAttack's own
 warnings (its checks for randomness, non-logit outputs, dynamic models) are captured in :attr:`warnings` so the
 comparison chapter can report them. ``apgd_budget=(iterations, restarts)`` cuts APGD in a ``custom`` run (smoke
-profiles: a custom APGD-CE otherwise runs 100 iterations × 5 restarts).
+profiles: a custom APGD-CE otherwise runs 100 iterations × 5 restarts), and ``targets`` the number of target classes
+of APGD-T and FAB-T in a ``custom`` run (cpu profiles: 9 by default, each a full attack on the surviving images).
 
 **Batch-dependent models** (:func:`robustlib.evaluation.batch_dependent`, e.g. ABNN with batch-global μ/σ).
 AutoAttack does not attack the batch it is given: it runs each of its attacks only on the images still classified
@@ -52,21 +53,25 @@ class _Capture(logging.Handler):
 
 class AutoAttack(Attack):
     name = "aa"
+    _omit_if_none = ("targets",)
 
     def __init__(self, eps: float, *, norm: str = "linf", version: str = "standard",
                  attacks: Sequence[str] | None = None, seed: int = 0, batch_size: int = 500,
                  apgd_budget: tuple[int, int] | None = None, square_queries: int | None = None,
-                 name: str | None = None):
+                 targets: int | None = None, name: str | None = None):
         super().__init__(eps, norm, "eval")
         if version not in VERSIONS:
             raise ConfigError(f"unknown AutoAttack version {version!r}; valid: {', '.join(VERSIONS)}")
         if attacks is not None and version != "custom":
             raise ConfigError("a list of attacks needs version='custom'")
-        if (apgd_budget is not None or square_queries is not None) and version != "custom":
-            raise ConfigError("apgd_budget and square_queries cut a custom AutoAttack run; the standard version keeps "
-                              "its budgets")
+        if (apgd_budget is not None or square_queries is not None or targets is not None) and version != "custom":
+            raise ConfigError("apgd_budget, square_queries and targets cut a custom AutoAttack run; the standard "
+                              "version keeps its budgets")
+        if targets is not None and not 1 <= int(targets) <= 9:
+            raise ConfigError(f"targets = {targets!r}: APGD-T and FAB-T take 1 to 9 target classes")
         self.version, self.attacks, self.seed, self.batch_size = version, attacks, seed, batch_size
         self.apgd_budget, self.square_queries = apgd_budget, square_queries
+        self.targets = None if targets is None else int(targets)
         self.warnings: list[str] = []   # every distinct warning AutoAttack logged, over all batches so far
         if name:
             self.name = name
@@ -84,6 +89,8 @@ class AutoAttack(Attack):
             aa.apgd.n_iter, aa.apgd.n_restarts = self.apgd_budget
         if self.square_queries is not None:
             aa.square.n_queries = int(self.square_queries)
+        if self.targets is not None:
+            aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = self.targets
         return aa
 
     def _perturb(self, model, x, y):

@@ -190,6 +190,9 @@ class Attack:
 
     def __repr__(self):
         # what the attack *is* (its settings), not what it has seen: AutoAttack's accumulated warnings stay out, so
-        # an evaluation cache key is the same before and after the attack ran
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "warnings")
+        # an evaluation cache key is the same before and after the attack ran; settings added later that are unset
+        # (``_omit_if_none``) stay out too, so the keys of evaluations cached before they existed still match
+        omit = getattr(self, "_omit_if_none", ())
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                         if not k.startswith("_") and k != "warnings" and not (k in omit and v is None))
         return f"{type(self).__name__}({args})"

@@ -10,6 +10,7 @@ import inspect
 import pandas as pd
 
 from ... import experiment as ex
+from ...claims import Claim, flags_from_rows, table as claims_table
 from ...report import Report
 from .core import (PAPER, PARTS, SHOW, T1, T2, T3, Config, _config, evaluate_rows, load_data, recipe_method,
                    train)
@@ -115,6 +116,39 @@ def gather(cfg: Config, rep: Report) -> pd.DataFrame:
         rep.add_missing(table, methods(PAPER, table), f"not measured in this run: run the part notebooks "
                         f"({', '.join(PARTS.values())}) before 10_nuat with profile {cfg.profile!r}", metrics)
     return found
+
+
+# ------------------------------------------------------------------------------------------------ the claims
+
+# The paper's headline claims on its CIFAR-10 ResNet-18 table (AA (v1) there; here the profile's AutoAttack), each a
+# test on our rows of that table: a paired difference over the same test images, a final-epoch accuracy against a
+# threshold, or a ratio of measured passes per sample per epoch.
+CLAIMS = [
+    Claim("nuat_beats_fbf", "Single-step NuAT is more robust than FBF under AutoAttack", "greater", "aa", "NuAT", "FBF",
+          paper="NuAT 49.24 % vs FBF 43.12 % (AA v1)", source="NuAT table 1"),
+    Claim("nuat_matches_pgdat", "NuAT matches PGD-AT under AutoAttack (within 2 points)", "within", "aa", "NuAT",
+          "PGD-AT", margin=2.0, paper="NuAT 49.24 % vs PGD-AT 48.75 %", source="NuAT table 1"),
+    Claim("nuat_third_cost", "…at about a third of PGD-AT's cost per epoch (measured passes, at most 0.4×)",
+          "cost_ratio_at_most", "passes", "NuAT", "PGD-AT", value=0.4,
+          paper="1 attack step vs 10: 7N vs 22N per sample per epoch", source="NuAT table 1 (# AT steps), §7"),
+    Claim("wa_adds", "Weight averaging adds robustness: NuAT-WA beats NuAT under AutoAttack", "greater", "aa",
+          "NuAT-WA", "NuAT", paper="50.75 % vs 49.24 % (+1.5)", source="NuAT table 1"),
+    Claim("nuat_beats_rfgsm", "NuAT is more robust than RFGSM-AT under AutoAttack", "greater", "aa", "NuAT",
+          "RFGSM-AT", paper="49.24 % vs 33.16 %", source="NuAT table 1"),
+    Claim("fgsm_co", "FGSM-AT overfits catastrophically: its final model falls below 10 % under PGD-20", "below",
+          "pgd20_last", "FGSM-AT", value=10.0, paper="FGSM-AT 0.00 % PGD-20 at 92.89 % clean",
+          source="NuAT table 1; Wong et al. (2020)"),
+    Claim("fbf_no_co", "FBF does not: its final model stays above 20 % under PGD-20", "above", "pgd20_last", "FBF",
+          value=20.0, paper="FBF 46.41 % PGD-20", source="NuAT table 1; Wong et al. (2020)"),
+]
+
+
+def claims(rep: Report) -> pd.DataFrame:
+    """CLAIMS checked on the ResNet-18 rows of ``rep`` (gathered from the part notebooks: per-image flags and
+    measured passes travel with each row); a claim whose rows did not run says "not measured"."""
+    rows = [r for r in rep.rows if r["table"] == T1]
+    cost = {r["method"]: r.get("cost_passes") for r in rows}.get
+    return claims_table(CLAIMS, flags_from_rows(rows, T1), cost)
 
 
 def cross_dataset_cifar(cfg: Config, rep: Report) -> None:

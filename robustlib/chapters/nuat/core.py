@@ -20,6 +20,7 @@ from ...errors import ConfigError, UnknownNameError
 from ...methods import METHODS
 from ...report import Report
 from ...schedules import Compressed, build_schedule
+from ...stats import wilson_interval
 from ...training import Selector, TrainConfig, TrainResult
 from ..common import ProfileValues, RunSettings, settings
 from .recipes import ABLATIONS, DATASETS, NOTES, PROFILES, RECIPES
@@ -79,7 +80,9 @@ class Config(ProfileValues):
                    + " (snapshots of one run, step 2/255 on CIFAR-10 and 0.01 on MNIST, one uniform start)",
             "GAMA-PGD": f"{self.gama_steps} steps, one restart",
             "AutoAttack": aa_version + (f" ({'+'.join(aa_attacks)})" if aa_attacks else "")
-                          + (f", APGD {budget[0]} iterations × {budget[1]} restart" if budget else ""),
+                          + (f", APGD {budget[0]} iterations × {budget[1]} restart" if budget else "")
+                          + (f", {self.aa_targets} target classes" if self.aa_targets else "")
+                          + (f", on the first {self.aa_n} test images" if self.aa_n else ""),
             "selection": "I-FGSM-7 accuracy on the hold-out split, every epoch (Normal: clean accuracy; GAT on "
                          "MNIST: I-FGSM-40, GAT-MNIST.py's rule)",
         }
@@ -233,16 +236,42 @@ def suite(cfg: Config, dataset: str, record: dict[str, int] | None = None) -> di
             "pgd": PGD(eps, step, max(record.values()), start="uniform", clip_start=False, record=record),
             "gama100": gama,
             "aa": AutoAttack(eps, version=version, attacks=attacks, seed=cfg.s.seed, batch_size=cfg.eval_batch,
-                             apgd_budget=budget)}
+                             apgd_budget=budget, targets=cfg.aa_targets)}
 
 
-def evaluate(cfg: Config, t: ex.Trained, which: str, attacks: dict, desc: str = "") -> dict:
-    """Accuracies (%) of model ``which`` of run ``t`` on its dataset's test images, cached beside the checkpoint."""
+@dataclass
+class Scores:
+    """One model's evaluation: accuracies (%), per-image correct flags and, for a metric measured on fewer images
+    than the others (AutoAttack with the profile's ``aa_n``), its own 95 % interval."""
+    acc: dict
+    flags: dict
+    ci: dict
+
+
+def evaluate(cfg: Config, t: ex.Trained, which: str, attacks: dict, desc: str = "", model=None,
+             tag=None) -> Scores:
+    """Model ``which`` of run ``t`` (or ``model``, the same weights another way: ``tag``) on its dataset's test
+    images, cached beside the checkpoint; AutoAttack on the first ``aa_n`` images when the profile says so."""
     _, _, test = load_data(cfg, t.spec.extra["dataset"])
-    res = ex.evaluate_cached(t, attacks, test, which=which, batch_size=cfg.eval_batch, seed=cfg.s.seed,
-                             device=cfg.s.device, desc=desc or t.spec.label)
-    acc = res.accuracies()
-    return {k: acc[k] for k in METRICS if k in acc}
+    aa_n = cfg.aa_n if "aa" in attacks and cfg.aa_n and cfg.aa_n < len(test) else None
+    kw = dict(which=which, batch_size=cfg.eval_batch, seed=cfg.s.seed, device=cfg.s.device, model=model, tag=tag)
+    if model is not None:
+        kw.update(cache_dir=t.folder, model_key=[t.fingerprint, which, t.result.epochs])
+    parts = [ex.evaluate_cached(None if model is not None else t, {k: a for k, a in attacks.items()
+                                                                   if not (aa_n and k == "aa")}, test,
+                                desc=desc or t.spec.label, **kw)]
+    if aa_n:
+        parts.append(ex.evaluate_cached(None if model is not None else t, {"aa": attacks["aa"]}, test, n=aa_n,
+                                        desc=f"{desc or t.spec.label} AutoAttack", **kw))
+    acc, flags, ci = {}, {}, {}
+    for i, res in enumerate(parts):
+        a = res.accuracies()
+        for k in METRICS:
+            if k in a and (i == 0 or k not in acc):
+                acc[k], flags[k] = a[k], res.flags[k].tolist()
+                if i > 0:
+                    ci[k] = wilson_interval(int(sum(flags[k])), len(flags[k]))
+    return Scores({k: acc[k] for k in METRICS if k in acc}, flags, ci)
 
 
 def _history(res: TrainResult) -> list[dict]:
@@ -279,22 +308,44 @@ def evaluate_rows(cfg: Config, t: ex.Trained, rep: Report, note: str | None = No
     attacks = suite(cfg, sp.extra["dataset"], cfg.pgd_record_wrn if sp.extra["dataset"] == "wrn" else None)
     out = {}
     for label, which in sp.rows.items():
-        m = evaluate(cfg, t, which, attacks, desc=f"{label} ({sp.extra['dataset']})")
+        sc = evaluate(cfg, t, which, attacks, desc=f"{label} ({sp.extra['dataset']})")
+        m, flags = sc.acc, dict(sc.flags)
         table = sp.extra["table"]
         if table in (T2, T3["imagenet100"]):
             m = {k: m.get(k) for k in SHOW[table]}
+        if sp.extra["key"] in LAST_EPOCH_CHECK:
+            flags["pgd20_last"] = last_epoch_pgd20(cfg, t, which, sc)
         extra = {}
         if "two_step" in t.result.history:
             rate = float(t.result.history["two_step"].mean())
             extra = {"two_step_rate": rate, "plus_k_epochs": rate * sp.config.epochs}
+        if "pgd20_last" in flags:
+            extra["pgd20_last"] = 100.0 * sum(flags["pgd20_last"]) / len(flags["pgd20_last"])
         rep.add_row(table, label, m, cost_passes=t.cost_passes, train_s=t.result.train_seconds,
-                    epochs=t.result.epochs, note=row_note(cfg, sp) if note is None else note,
+                    epochs=t.result.epochs, note=row_note(cfg, sp) if note is None else note, flags=flags, ci=sc.ci,
+                    precision=t.result.hyperparameters.get("resolved"),
                     history=_history(t.result),
                     selected_epoch=t.selected_epoch(which), model_used=which, run=sp.extra["key"], recipe=sp.source,
                     dataset=sp.extra["dataset"], derived_passes=sp.make_method().derived_passes(),
                     paper_epochs=sp.extra["paper_epochs"], part=sp.extra["part"], **extra, **row)
         out[label] = m
     return out
+
+
+# Single-step rows whose final-epoch model is attacked too (PGD-20): catastrophic overfitting shows there, while the
+# hold-out selection may keep an epoch from before it.
+LAST_EPOCH_CHECK = ("cifar10/FGSM-AT", "cifar10/RFGSM-AT", "cifar10/FBF")
+
+
+def last_epoch_pgd20(cfg: Config, t: ex.Trained, which: str, sc: Scores) -> list[bool]:
+    """Per-image PGD-20 flags of the run's final-epoch model ``which`` (the selected model's, when it is the last)."""
+    if t.selected_epoch(which) in (None, t.result.epochs):
+        return list(sc.flags["pgd20"])
+    eps, step = DATASETS[t.spec.extra["dataset"]]["eps"], DATASETS[t.spec.extra["dataset"]]["pgd_step"]
+    pgd = {"pgd20": PGD(eps, step, 20, start="uniform", clip_start=False, record={"pgd20": 20})}
+    final = t.result.models()[which].eval()
+    return evaluate(cfg, t, which, pgd, desc=f"{t.spec.label} final epoch", model=final, tag="final epoch").flags[
+        "pgd20"]
 
 
 def part_keys(part: str) -> list[str]:
@@ -343,7 +394,7 @@ def ablation(cfg: Config, rep: Report) -> pd.DataFrame:
     out = []
     for name in cfg.ablation:
         t = train(cfg, f"ablation/{name}")
-        m = evaluate(cfg, t, "model", attacks, desc=f"ablation {name}")
+        m = evaluate(cfg, t, "model", attacks, desc=f"ablation {name}").acc
         extra = {}
         if "two_step" in t.result.history:
             extra["two_step_rate"] = float(t.result.history["two_step"].mean())

@@ -246,7 +246,8 @@ ABLATIONS = {
 
 # What each profile changes; everything else comes from RECIPES. ``epochs``: per row key, else per dataset, else the
 # recipe's. ``hp``: hyperparameters changed per row. ``pgd_record``: which PGD iterations fill the pgd20/pgd100/
-# pgd500 columns (snapshots of one run). ``aa``: (version, attacks, APGD budget (iterations, restarts)).
+# pgd500 columns (snapshots of one run). ``aa``: (version, attacks, APGD budget (iterations, restarts));
+# ``aa_targets``: target classes of APGD-T/FAB-T in a custom run; ``aa_n``: AutoAttack on the first aa_n test images.
 # ``wrn_mode``: "cost" measures each WRN recipe's passes and seconds on ``wrn_cost_batches`` batches; "train" trains.
 PROFILES = {
     "smoke": {"n_train": {"cifar10": 600, "mnist": 600}, "n_test": {"cifar10": 32, "mnist": 32},
@@ -257,7 +258,8 @@ PROFILES = {
               "hp": {"cifar10/PGD-AT": {"steps": 3}, "cifar10/TRADES": {"steps": 3}, "cifar10/AWP": {"steps": 3},
                      "mnist/PGD-AT": {"steps": 3}, "mnist/TRADES": {"steps": 3}, "cifar10/ATF": {"replays": 4}},
               "pgd_record": {"pgd20": 3, "pgd100": 6, "pgd500": 10}, "pgd_record_wrn": {"pgd100": 6},
-              "gama_steps": 5, "aa": ("custom", ("apgd-ce",), (10, 1)), "eval_batch": 32,
+              "gama_steps": 5, "aa": ("custom", ("apgd-ce",), (10, 1)), "aa_targets": None, "aa_n": None,
+              "eval_batch": 32,
               "ablation": ("NuAT (code form)", "textbook (all four)", "NuAT-H (our switching rule)"),
               "wrn_mode": "cost", "wrn_cost_batches": 1, "wrn_cost_batch": 16, "confusion_n": 32,
               "confusion_steps": (1, 10)},
@@ -271,16 +273,37 @@ PROFILES = {
                          "mnist/NuAT": 2, "mnist/NuAT-WA": 2, "mnist/TRADES": 1, "mnist/PGD-AT": 1},
               "max_batches": None, "hp": {},
               "pgd_record": {"pgd20": 20, "pgd100": 100, "pgd500": 500}, "pgd_record_wrn": {"pgd100": 100},
-              "gama_steps": 100, "aa": ("standard", None, None), "eval_batch": 1000, "ablation": tuple(ABLATIONS),
-              "wrn_mode": "cost", "wrn_cost_batches": 3, "wrn_cost_batch": None, "confusion_n": 1000,
+              "gama_steps": 100, "aa": ("standard", None, None), "aa_targets": None, "aa_n": None, "eval_batch": 1000,
+              "ablation": tuple(ABLATIONS), "wrn_mode": "cost", "wrn_cost_batches": 3, "wrn_cost_batch": None, "confusion_n": 1000,
               "confusion_steps": (1, 10)},
+    # two CPU cores, each notebook ≤ 45 min (planned from the seconds per pass measured on the project's CPUs): the
+    # paper's ResNet-18 at width 16 (bf16 + channels_last where the CPU computes bf16 natively), 2–10 epochs by row,
+    # PGD-AT with its 10 steps (the cost claim needs them), TRADES and AWP with 5; MNIST on the first 20 000 training
+    # images; PGD-50 for the PGD-500 column, GAMA-PGD-50, AutoAttack's two APGD attacks (APGD-T on 3 target classes)
+    # on the first 500 test images
+    "cpu": {"n_train": {"cifar10": None, "mnist": 20_000}, "n_test": {"cifar10": 1000, "mnist": 1000},
+            "holdout": {"cifar10": 100, "mnist": 100},
+            "models": {"cifar10": {"width": 16}, "mnist": {}, "wrn": {}, "imagenet100": {}},
+            "epochs": {"cifar10/Normal": 10, "cifar10/FGSM-AT": 4, "cifar10/RFGSM-AT": 4, "cifar10/FBF": 4,
+                       "cifar10/R-MGM": 4, "cifar10/GAT": 4, "cifar10/NuAT": 4, "cifar10/NuAT-WA": 4,
+                       "cifar10/ATF": 2, "cifar10/PGD-AT": 2, "cifar10/TRADES": 2, "cifar10/AWP": 2,
+                       "mnist": 2, "mnist/Normal": 1, "mnist/PGD-AT": 1, "mnist/TRADES": 1},
+            "max_batches": None,
+            "hp": {"cifar10/TRADES": {"steps": 5}, "cifar10/AWP": {"steps": 5},
+                   "mnist/PGD-AT": {"steps": 10, "alpha": 0.04}, "mnist/TRADES": {"steps": 10, "alpha": 0.04}},
+            "pgd_record": {"pgd20": 20, "pgd500": 50}, "pgd_record_wrn": {"pgd100": 50},
+            "gama_steps": 50, "aa": ("custom", ("apgd-ce", "apgd-t"), (100, 1)), "aa_targets": 3, "aa_n": 500,
+            "eval_batch": 500,
+            "ablation": ("NuAT (code form)", "no alternation", "Frobenius instead of nuclear", "textbook (all four)"),
+            "wrn_mode": "cost", "wrn_cost_batches": 1, "wrn_cost_batch": 16, "confusion_n": 1000,
+            "confusion_steps": (1, 10)},
     "paper": {"n_train": {"cifar10": None, "mnist": None}, "n_test": {"cifar10": 1000, "mnist": 10000},
               "holdout": {"cifar10": 100, "mnist": 100},
               "models": {"cifar10": {}, "mnist": {}, "wrn": {}, "imagenet100": {}},
               "epochs": {}, "max_batches": None, "hp": {},
               "pgd_record": {"pgd20": 20, "pgd100": 100, "pgd500": 500}, "pgd_record_wrn": {"pgd100": 100},
-              "gama_steps": 100, "aa": ("standard", None, None), "eval_batch": 1000, "ablation": tuple(ABLATIONS),
-              "wrn_mode": "train", "wrn_cost_batches": 3, "wrn_cost_batch": None, "confusion_n": 1000,
+              "gama_steps": 100, "aa": ("standard", None, None), "aa_targets": None, "aa_n": None, "eval_batch": 1000,
+              "ablation": tuple(ABLATIONS), "wrn_mode": "train", "wrn_cost_batches": 3, "wrn_cost_batch": None, "confusion_n": 1000,
               "confusion_steps": (1, 10)},
 }
 
@@ -300,6 +323,14 @@ NOTES = {
              "pgd20/pgd100/pgd500 columns, GAMA-PGD-5, 3 attack steps in PGD-AT/TRADES/AWP, AutoAttack reduced to "
              "APGD-CE (10 iterations, one restart), Free-AT with 4 replays. Its numbers only show that the pipeline "
              "runs.",
+    "cpu": "cpu profile (two CPU cores): full CIFAR-10 training set, NuAT's ResNet-18 at width 16, 2–10 epochs per row "
+           "(table below: run epochs vs the recipe's) with each recipe's learning-rate and λ curves compressed in time; "
+           "PGD-AT keeps its 10 attack steps, TRADES and AWP train with 5; MNIST on the first 20 000 training images "
+           "(PGD-AT and TRADES: 10 steps of 0.04). Attacks: the pgd500 column holds PGD-50 (a snapshot of the PGD-20 "
+           "run continued to 50 steps), gama100 holds GAMA-PGD-50, and aa holds AutoAttack's APGD-CE + APGD-T (3 "
+           "target classes, 100 iterations, one restart) on the first 500 test images — FAB-T and Square, which "
+           "rarely change a number on a model without gradient masking, are left out for time. CPU scale: compare the "
+           "differences between rows, not the absolute numbers.",
     "quick": "quick profile: full training sets, paper architectures, shortened schedules (table below: run epochs vs "
              "the recipe's epochs). Each shortened run follows its recipe's learning-rate and λ curves compressed in "
              "time, and its weight averages use the recipe's horizon scaled to the run. Multi-step methods get 1–2 "
