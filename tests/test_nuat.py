@@ -414,6 +414,11 @@ def test_cpu_profile_keeps_the_paper_recipes_at_cpu_scale_and_states_every_subst
     for said in ("PGD-50", "GAMA-PGD-50", "APGD-T (3", "first 500 test images", "compare the differences"):
         assert said in note, said
     assert "first 500 test images" in cpu.table().loc["AutoAttack", "value"]
+    # the plan of the cpu profile uses the cpu planning rule (MNIST: the profile's 19 000 training images)
+    minutes = ch.part_minutes(cpu)
+    assert "est. cpu train min" in minutes and set(minutes.index) == set(ch.PARTS) | {"chapter"}
+    n, spp, _ = ch.planning(cpu.specs["mnist/NuAT"], "cpu")
+    assert n == 19_000 and spp == ch.recipes.CPU_SECONDS_PER_PASS[("mnist_cnn", 64)]
 
 
 @pytest.mark.slow

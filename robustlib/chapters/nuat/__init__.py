@@ -26,7 +26,7 @@ __all__ = ["ABLATIONS", "DATASETS", "PROFILES", "RECIPES", "ABLATION", "METRICS"
            "SELECT_ATTACKS", "SHOW", "T1", "T2", "T3", "TABLE", "Config", "ablation", "config", "evaluate",
            "evaluate_rows", "load_data", "make_spec", "normal_model", "part_keys", "recipe_method", "report",
            "row_note", "run_part", "scaled_tau", "schedule_of", "selector", "suite", "train", "trained", "CLAIMS",
-           "claims", "cost_table", "cross_dataset_cifar", "derived_costs", "gather", "imagenet100", "imagenet100_command", "part_minutes",
-           "plan", "planning", "profile_table", "recipe_table", "wrn", "confusion", "curves_frame",
+           "claims", "cost_table", "cross_dataset_cifar", "derived_costs", "gather", "imagenet100",
+           "imagenet100_command", "part_minutes", "plan", "planning", "profile_table", "recipe_table", "wrn", "confusion", "curves_frame",
            "efficiency_frame", "nuclear_demo", "plot_confusion", "plot_curves", "plot_efficiency",
            "plot_holdout_all", "schedule_table"]

@@ -14,7 +14,8 @@ from ...claims import Claim, flags_from_rows, table as claims_table
 from ...report import Report
 from .core import (PAPER, PARTS, SHOW, T1, T2, T3, Config, _config, evaluate_rows, load_data, recipe_method,
                    train)
-from .recipes import DATASETS, EVAL_SECONDS, PROFILES, RECIPES, SECONDS_PER_PASS, UNDEFENDED
+from .recipes import (CPU_EVAL_SECONDS, CPU_SECONDS_PER_PASS, DATASETS, EVAL_SECONDS, PROFILES, RECIPES,
+                      SECONDS_PER_PASS, UNDEFENDED)
 
 
 def recipe_table(part: str | None = None) -> pd.DataFrame:
@@ -42,51 +43,69 @@ def cost_table() -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- time model
 
 
-def planning(spec: ex.RunSpec) -> tuple[int, float, float]:
-    """(training images, seconds per pass, evaluation seconds) of a run on one H200 in the quick profile, from the
-    planning rule in :mod:`.recipes` (``SECONDS_PER_PASS``, ``EVAL_SECONDS``)."""
+def planning(spec: ex.RunSpec, basis: str = "quick") -> tuple[int, float, float]:
+    """(training images, seconds per pass, evaluation seconds) of a run under the planning rule of ``basis``: "quick"
+    (one H200, ``SECONDS_PER_PASS``/``EVAL_SECONDS``) or "cpu" (two cores, ``CPU_SECONDS_PER_PASS``/
+    ``CPU_EVAL_SECONDS``), see :mod:`.recipes`."""
+    per_pass, evals = (CPU_SECONDS_PER_PASS, CPU_EVAL_SECONDS) if basis == "cpu" else (SECONDS_PER_PASS, EVAL_SECONDS)
     ds = spec.extra["dataset"]
     n = DATASETS[ds]["n_full"]
-    spp = SECONDS_PER_PASS[(spec.model, spec.config.batch_size)]
+    if ds == "mnist" and basis == "cpu":
+        n = PROFILES["cpu"]["n_train"]["mnist"] - 10 * PROFILES["cpu"]["holdout"]["mnist"]
+    spp = per_pass[(spec.model, spec.config.batch_size)]
     if spec.extra["key"].startswith("ablation/"):
-        return n, spp, EVAL_SECONDS["ablation"]
-    per = EVAL_SECONDS[f"{ds}/undefended"] if f"{ds}/undefended" in EVAL_SECONDS else EVAL_SECONDS[ds]
-    ev = sum(per if lab in UNDEFENDED else EVAL_SECONDS[ds] for lab in spec.rows)
+        return n, spp, evals["ablation"]
+    per = evals[f"{ds}/undefended"] if f"{ds}/undefended" in evals else evals[ds]
+    ev = sum(per if lab in UNDEFENDED else evals[ds] for lab in spec.rows)
     return n, spp, ev
 
 
+def _basis(cfg: Config) -> tuple[str, Config]:
+    """The profile a plan estimates (cpu for the cpu profile, else quick) and its configuration."""
+    basis = "cpu" if cfg.profile == "cpu" else "quick"
+    return basis, cfg if cfg.profile == basis else _config(dataclasses.replace(cfg.s, profile=basis))
+
+
 def plan(cfg: Config, part: str | None = None) -> pd.DataFrame:
-    """Every run of this profile (or of one part): epochs against the recipe's, derived N, and the estimated
-    quick-profile minutes (:func:`robustlib.experiment.estimate_seconds` with :func:`planning`)."""
-    quick = cfg if cfg.profile == "quick" else _config(dataclasses.replace(cfg.s, profile="quick"))
+    """Every run of this profile (or of one part): epochs against the recipe's, derived N, and the estimated minutes
+    of the quick profile (the cpu profile's, when that is the profile) (:func:`robustlib.experiment.estimate_seconds`
+    with :func:`planning`)."""
+    basis, ref = _basis(cfg)
     rows = []
     for key, sp in cfg.specs.items():
         if sp.extra["part"] == "chapter" or key.startswith("ablation/") or (part and sp.extra["part"] != part):
             continue
-        q = quick.specs[key]
-        n, spp, ev = planning(q)
+        q = ref.specs[key]
+        n, spp, ev = planning(q, basis)
         rows.append({"part": sp.extra["part"], "run": key, "rows": ", ".join(sp.rows), "epochs": sp.config.epochs,
                      "recipe epochs": sp.extra["paper_epochs"], "batch": sp.config.batch_size,
-                     "N/sample (derived)": sp.make_method().derived_passes(), "quick epochs": q.config.epochs,
-                     "est. quick train min": ex.estimate_seconds(q, n, spp) / 60, "est. quick eval min": ev / 60,
-                     "recipe": sp.source})
+                     "N/sample (derived)": sp.make_method().derived_passes(), f"{basis} epochs": q.config.epochs,
+                     f"est. {basis} train min": ex.estimate_seconds(q, n, spp) / 60,
+                     f"est. {basis} eval min": ev / 60, "recipe": sp.source})
     return pd.DataFrame(rows).set_index("run")
 
 
 def part_minutes(cfg: Config) -> pd.DataFrame:
-    """Estimated quick-profile minutes per notebook (30 s of start-up each; the MNIST part includes the ablation)."""
+    """Estimated minutes per notebook of the quick (or cpu) profile (30 s of start-up each; the MNIST part includes
+    the ablation)."""
+    basis, ref = _basis(cfg)
     df = plan(cfg)
-    tot = df.groupby("part")[["est. quick train min", "est. quick eval min"]].sum()
+    cols = [f"est. {basis} train min", f"est. {basis} eval min"]
+    tot = df.groupby("part")[cols].sum()
     tot["est. total min"] = tot.sum(axis=1) + 0.5
-    quick = cfg if cfg.profile == "quick" else _config(dataclasses.replace(cfg.s, profile="quick"))
     abl = 0.0
-    for name in quick.ablation:
-        sp = quick.specs[f"ablation/{name}"]
+    for name in ref.ablation:
+        sp = ref.specs[f"ablation/{name}"]
         if name != "NuAT (code form)":
-            n, spp, ev = planning(sp)
+            n, spp, ev = planning(sp, basis)
             abl += (ex.estimate_seconds(sp, n, spp) + ev) / 60
     tot.loc["mnist", "est. total min"] += abl
-    tot.loc["chapter"] = [0.0, 0.0, 0.5 + 0.5 + 1.5]  # confusion matrices, WRN cost, figures
+    # confusion matrices, WRN cost, figures (cpu: and the λ_max = 2 run of §10, one NuAT row's training + evaluation)
+    extra = 0.5 + 0.5 + 1.5
+    if basis == "cpu":
+        n, spp, ev = planning(ref.specs["cifar10/NuAT"], basis)
+        extra += (ex.estimate_seconds(ref.specs["cifar10/NuAT"], n, spp) + ev) / 60 + 8.0
+    tot.loc["chapter"] = [0.0, 0.0, extra]
     tot["notebook"] = [PARTS.get(p, "10_nuat") + ".ipynb" for p in tot.index]
     return tot
 
