@@ -320,7 +320,7 @@ def test_recipes_name_registered_methods_and_models_and_give_their_source():
         assert len(r["source"]) > 40 and r["epochs"] > 0, label
         if r["method"] == "abnn":
             assert r["model_kw"]["target"] in rl.MODELS.names() and r["model_kw"]["substitute"] in ch.RECIPES
-    assert set(ch.PROFILES) == {"smoke", "quick", "paper"}
+    assert set(ch.PROFILES) == {"smoke", "cpu", "quick", "paper"}
     for p in ch.PROFILES.values():   # a profile only changes rows that exist
         assert set(p["epochs"]) <= set(ch.RECIPES) and set(p["hp"]) <= set(ch.RECIPES)
     assert list(ch.recipe_table().index) == list(ch.RECIPES)
@@ -515,3 +515,98 @@ def test_autoattack_on_a_batch_global_abnn_is_scored_in_the_function_it_attacked
     assert res.flags["aa"].tolist() == (y_adv == ys).tolist()  # = AutoAttack's own per-image verdicts
     assert res.flags["aa@b1"].tolist() == res.flags["aa"].tolist()
     assert "batch size 1" in res.meta["scoring"]["aa"]
+
+
+# ------------------------------------------------------------------------------- the cpu profile and the claims
+
+
+def test_cpu_profile_sizes_epochs_and_substitutions_are_stated(tmp_path, data_root):
+    from robustlib.chapters import abnn as ch
+    p = ch.PROFILES["cpu"]
+    assert p["n_train"] is None and p["holdout"] == 100 and p["n_test"] == 1000 and p["n_substitute"] is None
+    assert p["target"] == "resnet18" and p["target_kw"] == {"width": 16} and p["substitute_kw"] == {"width": 16}
+    assert p["epochs"] == {"Substitute": 30, "No Defense": 15, "PGD-AT": 6, "ABNN": 15, "ABNN (per-sample μ/σ)": 10,
+                           "ABNN (every BN)": 10} and p["schedule"] == "triangular" and p["batch"] == 128
+    assert p["aa"] == ("custom", ("apgd-ce", "apgd-t"), (100, 1)) and p["aa_targets"] == 3 and p["aa_n"] == 500
+    assert p["steps_grid"] == (5, 20, 50) and p["restarts"] == 3 and p["eps_grid"][-1] == 255   # ε up to 1.0
+    assert p["roa"]["stride"] == 4 and p["sweep_n"] == p["variant_n"] == 500 and p["restarts_on"] == "abnn"
+    note = ch.NOTES["cpu"]
+    for fact in ("two CPU cores", "1 000-image hold-out", "width 16", "30 epochs", "15 epochs", "6 of PGD-AT",
+                 "10 of each ABNN variant", "stride-4", "APGD-CE + APGD-T (3 target classes, 100 iterations, one "
+                 "restart) on the first 500", "ε = 1.0", "synthetic clips",
+                 "CPU scale: compare the differences between rows, not the absolute numbers."):
+        assert fact in note, fact
+    cfg = ch.config("cpu", 0, "cpu", str(data_root), str(tmp_path))
+    assert {k: v.config.epochs for k, v in cfg.specs.items()} == p["epochs"]
+    assert cfg.specs["PGD-AT"].hp["steps"] == 5 and cfg.specs["PGD-AT"].model_kw == {"width": 16}
+    assert cfg.specs["ABNN"].model_kw["substitute_kw"] == {"width": 16} and cfg.video["kind"] == "synthetic"
+    aa = ch.audit._aa(cfg)
+    assert aa.apgd_budget == (100, 1) and aa.targets == 3 and aa.attacks == ("apgd-ce", "apgd-t")
+    table = cfg.table()["value"]
+    assert "49000" in table["training images (CIFAR-10)"] and "on the first 500" in table["AutoAttack"]
+    assert "(recipe: 200)" in table["No Defense"] and "stride 4" in table["ROA"] and "ABNN only" in \
+        table["sanity checks"]
+    assert NOTES_IN(cfg.notes, note)
+    model = tiny_abnn()
+    assert "restarts" in ch.suite(cfg, model, abnn=True) and "restarts" not in ch.suite(cfg, tiny_resnet())
+    smoke = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))     # smoke unchanged: restarts everywhere
+    assert "restarts" in ch.suite(smoke, tiny_resnet()) and smoke.aa_n is None and smoke.holdout == 0
+
+
+def NOTES_IN(notes, note):
+    return note in notes
+
+
+def _fake_eval(flags: dict, dependent=False, aa=None):
+    import pandas as pd
+    from robustlib.evaluation import EvalResult
+    res = EvalResult(pd.DataFrame(flags), meta={"batch_dependent": dependent})
+    if aa is not None:
+        res.meta[rl.chapters.abnn.AA_PART] = EvalResult(pd.DataFrame({"clean": aa, "aa": aa}))
+    return res
+
+
+def test_claims_come_from_the_rows_per_image_flags(tmp_path, data_root):
+    """Table 1's rows carry every attack's per-image flags (AutoAttack's on its own, smaller image set), and the
+    claims are computed from those rows: paired verdicts, the @b1 fallback of a batch-independent row, the
+    'row@column' form, the measured costs, and 'not measured' for a column the profile does not run."""
+    import dataclasses
+    from types import SimpleNamespace
+    from robustlib.chapters import abnn as ch
+    cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    cfg = dataclasses.replace(cfg, profile={**cfg.profile, "aa_n": 40})
+    n = 100
+    on = lambda k: [i < k for i in range(n)]  # noqa: E731 — the first k images correct
+    cols = lambda clean, pgd, **kw: {"clean": on(clean), "pgd": on(pgd), "pgd_b": on(pgd), "roa": on(pgd),  # noqa
+                                     "transfer": on(kw.get("transfer", pgd)), "worst": on(pgd)}
+    evals = {"No Defense": _fake_eval(cols(95, 0), aa=on(0)[:40]),
+             "PGD-AT": _fake_eval(cols(80, 75, transfer=78), aa=on(20)[:40]),
+             "ABNN": _fake_eval({**cols(90, 60, transfer=88), "clean@b1": on(90), "pgd@b1": on(2),
+                                 "worst@b1": on(1)}, dependent=True, aa=on(1)[:40])}
+    run = lambda passes: SimpleNamespace(cost_passes=passes, result=SimpleNamespace(  # noqa: E731
+        train_seconds=1.0, epochs=1, hyperparameters={"resolved": "fp32"}))
+    runs = {"No Defense": run(2.0), "PGD-AT": run(12.0), "ABNN": run(3.0)}
+    rep = ch.report(cfg)
+    ch.headline(cfg, evals, runs, rep)
+    rows = {r["method"]: r for r in rep.rows if r["table"] == "cifar10"}
+    assert len(rows["ABNN"]["flags"]["pgd"]) == n and len(rows["ABNN"]["flags"]["aa"]) == 40
+    assert rows["ABNN"]["metrics"]["aa"] == pytest.approx(2.5) and rows["ABNN"]["precision"] == "fp32"
+    assert rows["ABNN"]["ci"]["aa"][1] > 10          # AutoAttack's own interval, over its 40 images
+    table = ch.claims(rep)
+    v = dict(zip([c.key for c in ch.CLAIMS], table["verdict"]))
+    assert v["robust_pgd"] == "supported"            # 60 vs 0 under the headline PGD
+    assert v["robust_pgd_b1"] == "not resolvable at this scale"   # 2 vs 0 once scored alone (No Defense's own pgd)
+    assert v["robust_audit"] == "not resolvable at this scale" and v["below_at"] == "supported"
+    assert v["clean_vs_at"] == "supported" and v["transfer_weaker"] == "supported"       # 88 vs 60 on ABNN
+    assert v["cost_quarter"] == v["cost_vs_standard"] == "supported"
+    assert table.loc[ch.CLAIMS[2].statement, "n"] == n
+    assert "does not support" in ch.conclusion(table)
+    rep.rows[:] = [r for r in rep.rows if r["method"] != "PGD-AT"]
+    again = dict(zip([c.key for c in ch.CLAIMS], ch.claims(rep)["verdict"]))
+    assert again["clean_vs_at"] == again["below_at"] == again["cost_quarter"] == "not measured"
+    ok = {"pgd": on(50), "pgd@b1": on(50), "worst@b1": on(50)}
+    evals["ABNN"] = _fake_eval({**cols(90, 50), **ok, "clean@b1": on(90)}, dependent=True)
+    ch.headline(cfg, {"ABNN": evals["ABNN"]}, runs, rep)
+    final = ch.claims(rep)
+    assert final.loc[ch.CLAIMS[5].statement, "verdict"] == "not measured"   # this ABNN row has no AutoAttack
+    assert "survives the audit" in ch.conclusion(final)

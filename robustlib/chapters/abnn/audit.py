@@ -56,11 +56,13 @@ class ViewAttack(Attack):
 
 
 def evaluate(cfg: Config, t: ex.Trained, attacks: dict, data, *, view: dict | None = None,
-             batch_size: int | None = None, progress: bool = False, desc: str | None = None) -> EvalResult:
-    """``attacks`` on run ``t``'s model (or on :class:`ABNNView` of it with the ``view`` options), seeded with the
-    run's seed and cached beside its checkpoint (:func:`robustlib.experiment.evaluate_cached`)."""
+             batch_size: int | None = None, progress: bool = False, desc: str | None = None,
+             n: int | None = None) -> EvalResult:
+    """``attacks`` on run ``t``'s model (or on :class:`ABNNView` of it with the ``view`` options) on the first ``n``
+    images of ``data`` (all when None), seeded with the run's seed and cached beside its checkpoint
+    (:func:`robustlib.experiment.evaluate_cached`)."""
     kw = dict(batch_size=batch_size or cfg.eval_batch, seed=cfg.s.seed, device=cfg.s.device, progress=progress,
-              desc=desc)
+              desc=desc, n=n)
     if view is None:
         return ex.evaluate_cached(t, attacks, data, **kw)
     key = [t.fingerprint, "model", t.selected_epoch(), t.result.epochs, {"view": view}]
@@ -76,7 +78,37 @@ def _roa(cfg: Config, location: str = "search", **kw) -> ROA:
 def _aa(cfg: Config) -> AutoAttack | None:
     if not cfg.aa_version:
         return None
-    return AutoAttack(EPS, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed, batch_size=cfg.eval_batch)
+    return AutoAttack(EPS, version=cfg.aa_version, attacks=cfg.aa_attacks, seed=cfg.s.seed, batch_size=cfg.eval_batch,
+                      apgd_budget=cfg.aa_budget, targets=cfg.profile.get("aa_targets"))
+
+
+def _first(data, n: int | None):
+    """The first ``n`` images of ``data`` (all of them when ``n`` is None or not smaller)."""
+    return data if n is None or n >= len(data) else data.head(n)
+
+
+AA_PART = "aa_part"   # EvalResult.meta key: AutoAttack's own result when it ran on fewer images (the profile's aa_n)
+
+
+def accuracies(res: EvalResult) -> dict[str, float]:
+    """Accuracy per metric, AutoAttack's from its own (smaller) evaluation when it ran on the first ``aa_n`` images."""
+    part = res.meta.get(AA_PART)
+    return {**res.accuracies(), **({k: v for k, v in part.accuracies().items() if not k.startswith("clean")}
+                                   if part is not None else {})}
+
+
+def all_flags(res: EvalResult) -> dict[str, list[bool]]:
+    """Per-image flags per metric (AutoAttack's cover only the first ``aa_n`` images when it ran on fewer)."""
+    out = {k: res.flags[k].tolist() for k in res.flags.columns}
+    part = res.meta.get(AA_PART)
+    if part is not None:
+        out.update({k: part.flags[k].tolist() for k in part.flags.columns if not k.startswith("clean")})
+    return out
+
+
+def _n_of(res: EvalResult, key: str) -> int:
+    part = res.meta.get(AA_PART)
+    return part.n if part is not None and key in part.flags and not key.startswith("clean") else res.n
 
 
 ATTACK_LABELS = {
@@ -96,8 +128,9 @@ def suite(cfg: Config, model, *, source: ex.Trained | None = None, abnn: bool = 
     atk: dict[str, Attack] = {
         "pgd": PGD(EPS, ALPHA, cfg.pgd_steps, name="pgd"),
         "snapshots": PGD(EPS, ALPHA, c, record={"pgd_a": a, "pgd_b": b, "pgd_c": c}),
-        "restarts": PGD(EPS, ALPHA, c, restarts=cfg.restarts, name="restarts"),
     }
+    if abnn or cfg.profile.get("restarts_on") != "abnn":   # cpu profile: restarts only where the audit needs them
+        atk["restarts"] = PGD(EPS, ALPHA, c, restarts=cfg.restarts, name="restarts")
     if source is not None:
         atk["transfer"] = TransferAttack(source, PGD(EPS, ALPHA, b))
     if abnn:
@@ -117,13 +150,21 @@ def evaluate_models(cfg: Config, runs: dict[str, ex.Trained], test, source: ex.T
                     ) -> dict[str, EvalResult]:
     """Run :func:`suite` on every run's model (ABNN-specific attacks on ABNN models; transfer from ``source``), with
     the per-image worst case over the ℓ∞ attacks in the ``worst`` column (and ``worst@b1`` over their ``@b1``
-    twins for a batch-dependent model)."""
+    twins for a batch-dependent model). When the profile runs AutoAttack on the first ``aa_n`` images only, its
+    result is kept apart (``res.meta["aa_part"]``, see :func:`accuracies`, :func:`all_flags`) and the worst case
+    covers the other attacks. Every evaluation is cached beside its checkpoint: a part notebook that ran it first
+    (same models, same source) leaves nothing to compute here."""
     out = {}
     for name, t in runs.items():
         model = t.model()
         src = source if (source is not None and source.folder != t.folder) else None
-        res = evaluate(cfg, t, suite(cfg, model, source=src, abnn=isinstance(model, ABNNNet)), test, progress=True,
+        atk = suite(cfg, model, source=src, abnn=isinstance(model, ABNNNet))
+        split = "aa" in atk and cfg.aa_n is not None and cfg.aa_n < len(test)
+        res = evaluate(cfg, t, {k: a for k, a in atk.items() if not (split and k == "aa")}, test, progress=True,
                        desc=f"evaluate {name}")
+        if split:
+            res.meta[AA_PART] = evaluate(cfg, t, {"aa": atk["aa"]}, test, n=cfg.aa_n, progress=True,
+                                         desc=f"evaluate {name}: AutoAttack on {cfg.aa_n} images")
         linf = [k for k in LINF_KEYS if k in res.flags]
         res.flags["worst"] = res.flags[["clean", *linf]].all(axis=1)
         if "clean" + B1 in res.flags:
@@ -137,7 +178,7 @@ def scoring_note(cfg: Config, res: EvalResult) -> str:
     """How a batch-dependent model's numbers were scored (empty for a batch-independent model)."""
     if not res.meta.get("batch_dependent"):
         return ""
-    acc = res.accuracies()
+    acc = accuracies(res)
     alone = ", ".join(f"{k} {acc[k + B1]:.1f} %" for k in ("clean", "pgd", "roa") if k + B1 in acc)
     return (f"batch-global μ/σ: PGD and ROA crafted and scored in batches of {cfg.eval_batch}"
             + ("; AutoAttack attacks and scores the batch-size-1 function (per-sample μ/σ), because it attacks "
@@ -147,18 +188,25 @@ def scoring_note(cfg: Config, res: EvalResult) -> str:
 
 def headline(cfg: Config, evals: dict[str, EvalResult], runs: dict[str, ex.Trained], rep: Report,
              table: str = "cifar10"):
-    """Rows No Defense / PGD-AT / ABNN (and any variant) of the CIFAR-10 table: clean, PGD, ROA, AutoAttack."""
+    """Rows No Defense / PGD-AT / ABNN (and any variant) of the CIFAR-10 table: clean, PGD, ROA, AutoAttack, with
+    every attack's per-image flags (``flags``, for the claims) and the training precision."""
     for name, res in evals.items():
-        acc = res.accuracies()
+        acc = accuracies(res)
         t = runs[name]
         note = row_note(cfg, name)
         if "aa" not in acc:
             note += ("; " if note else "") + "AutoAttack not run in this profile"
+        elif AA_PART in res.meta:
+            note += ("; " if note else "") + (f"AutoAttack on the first {res.meta[AA_PART].n} test images (its own "
+                                               "interval); the worst case leaves it out")
         scored = scoring_note(cfg, res)
         if scored:
             note += ("; " if note else "") + scored
         b1 = {k: acc[k + B1] for k in ("clean", "pgd", "roa", "aa", "worst") if k + B1 in acc}
+        part = res.meta.get(AA_PART)
+        ci = {"aa": list(wilson_interval(int(part.flags["aa"].sum()), part.n))} if part is not None else None
         rep.add_row(table, name, {"clean": acc["clean"], "pgd": acc["pgd"], "roa": acc["roa"], "aa": acc.get("aa")},
+                    flags=all_flags(res), ci=ci, precision=t.result.hyperparameters.get("resolved"),
                     cost_passes=t.cost_passes, train_s=t.result.train_seconds, epochs=t.result.epochs, note=note,
                     n=res.n, worst_linf=acc["worst"], eval_batch=cfg.eval_batch,
                     batch_dependent=bool(res.meta.get("batch_dependent")), scored_alone=b1 or None)
@@ -190,18 +238,19 @@ def sanity_table(cfg: Config, evals: dict[str, EvalResult]) -> pd.DataFrame:
     rows = []
     for model, res in evals.items():
         dependent = bool(res.meta.get("batch_dependent"))
+        flags = all_flags(res)
         for base in ("clean", *LINF_KEYS, "worst", "roa", "roa_random"):
             for key in (base, base + B1):
-                if key not in res.flags:
+                if key not in flags:
                     continue
-                k = int(res.flags[key].sum())
-                lo, hi = wilson_interval(k, res.n)
+                k, n = int(sum(flags[key])), _n_of(res, key)
+                lo, hi = wilson_interval(k, n)
                 alone = key.endswith(B1) or (dependent and base == "aa")
                 label = ATTACK_LABELS.get(base, base).format(**fmt) + (", each image scored alone"
                                                                        if key.endswith(B1) else "")
                 scored = ("batch size 1" if alone else f"its batch of {cfg.eval_batch}") if dependent else "any batch"
                 rows.append({"model": model, "key": key, "attack": label, "scored at": scored,
-                             "accuracy": 100 * k / res.n, "ci_low": lo, "ci_high": hi, "n": res.n,
+                             "accuracy": 100 * k / n, "ci_low": lo, "ci_high": hi, "n": n,
                              "seconds": res.seconds.get(key)})
     return pd.DataFrame(rows)
 
@@ -212,13 +261,14 @@ def _row(model: str, cnt: int, n: int, **kw) -> dict:
 
 
 def eps_sweep(cfg: Config, runs: dict[str, ex.Trained], test) -> pd.DataFrame:
-    """PGD-k (α = ε/4, k the middle step count) accuracy against ε: it must reach 0 as ε grows."""
+    """PGD-k (α = ε/4, k the middle step count) accuracy against ε: it must reach 0 as ε grows (on the first
+    ``sweep_n`` test images when the profile says so)."""
     rows = []
     k = cfg.mid_steps
     for name, t in runs.items():
         for e in cfg.eps_grid:
             atk = {} if e == 0 else {"pgd": PGD(e / 255, e / 255 / 4, k)}
-            res = evaluate(cfg, t, atk, test)
+            res = evaluate(cfg, t, atk, test, n=cfg.sweep_n)
             rows.append(_row(name, int(res.flags["clean" if e == 0 else "pgd"].sum()), res.n, attack=f"PGD-{k}",
                              eps_255=e))
     return pd.DataFrame(rows)
@@ -235,7 +285,7 @@ def batch_size_sweep(cfg: Config, runs: dict[str, ex.Trained], test) -> pd.DataF
             view, b = None, bs
             if bs == 1:   # per-sample μ/σ for an ABNN; no batch dependence otherwise: any batch size is the same
                 view, b = ({"stats": "per_sample"} if isinstance(t.model(), ABNNNet) else None), cfg.eval_batch
-            res = evaluate(cfg, t, {"pgd": PGD(EPS, ALPHA, k)}, test, view=view, batch_size=b)
+            res = evaluate(cfg, t, {"pgd": PGD(EPS, ALPHA, k)}, test, view=view, batch_size=b, n=cfg.sweep_n)
             for key, label in (("clean", "clean"), ("pgd", f"PGD-{k}")):
                 rows.append(_row(name, int(res.flags[key].sum()), res.n, metric=label, batch_size=bs))
     return pd.DataFrame(rows)
@@ -282,35 +332,50 @@ def verdicts(cfg: Config, sanity: pd.DataFrame, sweep: pd.DataFrame, bsweep: pd.
     return pd.DataFrame(out).set_index("check")
 
 
-def variants_table(cfg: Config, runs: dict[str, ex.Trained], test, rep: Report,
-                   evals: dict[str, EvalResult] | None = None) -> pd.DataFrame:
-    """ABNN variants (per-sample μ/σ, every BN) beside the headline ABNN: clean, PGD, PGD with restarts, the
-    constant-μ/σ attack, ROA, and clean/PGD at batch size 1. Runs already evaluated by :func:`evaluate_models`
-    (``evals``) are not attacked again."""
+def variant_scores(cfg: Config, runs: dict[str, ex.Trained], test, evals: dict[str, EvalResult] | None = None
+                   ) -> dict[str, tuple[dict, dict]]:
+    """Per run: (accuracies under PGD-t, PGD-c with restarts, the constant-μ/σ attack and ROA; clean and PGD-t at
+    batch size 1), on the first ``variant_n`` test images when the profile says so. Runs already evaluated by
+    :func:`evaluate_models` (``evals``) on all test images are not attacked again. Cached beside each checkpoint, so
+    the variants' part notebook can run it first and the chapter notebook finds it done."""
     a, b, c = cfg.steps_grid
-    rows = []
+    n = cfg.variant_n
+    out = {}
     for name, t in runs.items():
         model = t.model()
-        if evals is not None and name in evals:
-            acc = evals[name].accuracies()
+        if evals is not None and name in evals and n is None:
+            acc = accuracies(evals[name])
         else:
             atk = {"pgd": PGD(EPS, ALPHA, cfg.pgd_steps, name="pgd"),
                    "restarts": PGD(EPS, ALPHA, c, restarts=cfg.restarts, name="restarts"),
                    "const_stats": ViewAttack(ABNNView(model, detach_stats=True), PGD(EPS, ALPHA, b), "const_stats"),
                    "roa": _roa(cfg, "search", name="roa")}
-            acc = evaluate(cfg, t, atk, test, progress=True, desc=f"evaluate {name}").accuracies()
+            acc = evaluate(cfg, t, atk, test, progress=True, desc=f"evaluate {name}", n=n).accuracies()
         if model.stats == "per_sample":   # already batch independent: batch size 1 changes nothing
             bs1 = {"clean": acc["clean"], "pgd": acc["pgd"]}
         else:
-            bs1 = evaluate(cfg, t, {"pgd": PGD(EPS, ALPHA, cfg.pgd_steps)}, test,
-                           view={"stats": "per_sample"}).accuracies()
+            bs1 = evaluate(cfg, t, {"pgd": PGD(EPS, ALPHA, cfg.pgd_steps)}, test, view={"stats": "per_sample"},
+                           n=n).accuracies()
+        out[name] = (acc, bs1)
+    return out
+
+
+def variants_table(cfg: Config, runs: dict[str, ex.Trained], test, rep: Report,
+                   evals: dict[str, EvalResult] | None = None) -> pd.DataFrame:
+    """ABNN variants (per-sample μ/σ, every BN) beside the headline ABNN: clean, PGD, PGD with restarts, the
+    constant-μ/σ attack, ROA, and clean/PGD at batch size 1 (:func:`variant_scores`)."""
+    a, b, c = cfg.steps_grid
+    rows = []
+    for name, (acc, bs1) in variant_scores(cfg, runs, test, evals).items():
+        t = runs[name]
         metrics = {"clean": acc["clean"], "pgd": acc["pgd"], "pgd_restarts": acc["restarts"],
                    "pgd_const_stats": acc["const_stats"], "roa": acc["roa"], "clean_bs1": bs1["clean"],
                    "pgd_bs1": bs1["pgd"]}
+        note = row_note(cfg, name) + (f"; on the first {cfg.variant_n} test images" if cfg.variant_n else "")
         rep.add_row("variants", name, metrics, cost_passes=t.cost_passes, train_s=t.result.train_seconds,
-                    epochs=t.result.epochs, note=row_note(cfg, name))
+                    epochs=t.result.epochs, note=note, n=min(cfg.variant_n or len(test), len(test)))
         rows.append({"model": name, **metrics, "N/sample": t.cost_passes,
-                     "style-map parameters": model.style_parameters()})
+                     "style-map parameters": t.model().style_parameters()})
     labels = {"pgd": f"PGD-{cfg.pgd_steps}", "pgd_restarts": f"PGD-{c}×{cfg.restarts}",
               "pgd_const_stats": f"PGD-{b}, μ/σ const.", "clean_bs1": "clean @ bs 1",
               "pgd_bs1": f"PGD-{cfg.pgd_steps} @ bs 1"}

@@ -2,7 +2,7 @@
 
 RECIPES holds one row per trained model of the paper's CIFAR-10 tables (plus the substitute they need), named by
 registered method (``METHODS.names()``) and model (``MODELS.names()``), with the hyperparameters and where they come
-from. PROFILES says what the smoke, quick and paper profiles change. :func:`config` turns every row into an
+from. PROFILES says what the smoke, cpu, quick and paper profiles change. :func:`config` turns every row into an
 :class:`~robustlib.experiment.RunSpec`; ``overrides={row: {key: value}}`` changes a row without editing this module.
 """
 from __future__ import annotations
@@ -92,6 +92,17 @@ PROFILES: dict[str, dict[str, Any]] = {
               "batch_sizes": (1, 10, 50, 200, 1000), "eval_batch": 500,
               "roa": {"area": 0.10, "steps": 5, "alpha": 70 / 255, "stride": None}, "aa": ("standard", None),
               "video": None},
+    # two CPU cores (each notebook ≤ 45 min): width-16 ResNet-18 target and width-16 torchvision-layout substitute,
+    # 49 000 training images, epochs compressed (triangular schedule), the audit at full strength on ABNN only
+    "cpu": {"n_train": None, "holdout": 100, "n_test": 1000, "n_substitute": None, "target": "resnet18",
+            "target_kw": {"width": 16}, "substitute_kw": {"width": 16}, "batch": 128, "schedule": "triangular",
+            "epochs": {"Substitute": 30, "No Defense": 15, "PGD-AT": 6, "ABNN": 15, "ABNN (per-sample μ/σ)": 10,
+                       "ABNN (every BN)": 10}, "hp": {},
+            "pgd_steps": 5, "steps_grid": (5, 20, 50), "restarts": 3, "eps_grid": (0, 2, 8, 32, 255),
+            "batch_sizes": (1, 10, 100, 500), "eval_batch": 500,
+            "roa": {"area": 0.10, "steps": 5, "alpha": 70 / 255, "stride": 4},
+            "aa": ("custom", ("apgd-ce", "apgd-t"), (100, 1)), "aa_targets": 3, "aa_n": 500,
+            "sweep_n": 500, "variant_n": 500, "restarts_on": "abnn", "video": "synthetic"},
     "paper": {"n_train": None, "n_test": 1000, "n_substitute": None, "target": None, "target_kw": {},
               "substitute_kw": {}, "batch": 128, "schedule": "piecewise", "epochs": {}, "hp": {},
               "pgd_steps": 5, "steps_grid": (5, 20, 50), "restarts": 5, "eps_grid": (0, 2, 4, 8, 16, 32, 64),
@@ -107,6 +118,20 @@ NOTES = {
              "three trainings inside the 10-minute budgets); 15 epochs of standard and ABNN training and 10 epochs of "
              "PGD-AT (t_max = 5) with a triangular learning rate, instead of ~200 epochs; the two ABNN variants get 10 "
              "epochs (so that both fit one 10-minute job).",
+    "cpu": "cpu profile (two CPU cores, each notebook ≤ 45 minutes): the CIFAR-10 training set minus a 1 000-image "
+           "hold-out (100 per class; no checkpoint is selected, every row is its final epoch, so no test image "
+           "chooses anything), a CIFAR ResNet-18 target at width 16 instead of ResNet-50, torchvision's ResNet-18 "
+           "layout at width 16 as the substitute (pre-trained on all 10 000 Tiny-ImageNet-32 images for 30 epochs), "
+           "triangular learning rate compressed to 15 epochs of No Defense and ABNN, 6 of PGD-AT (t_max = 5, 12N) "
+           "and 10 of each ABNN variant, instead of 200. Attacks: the headline PGD-5, PGD-5/20/50 and ROA (10×10 "
+           "grey patch, location searched on a stride-4 grid of 49 places instead of stride 2) on the first 1 000 "
+           "test images; AutoAttack reduced to APGD-CE + APGD-T (3 target classes, 100 iterations, one restart) on "
+           "the first 500 — FAB-T and Square left out for time — so the worst-case column leaves AutoAttack out; the "
+           "audit at full strength on the trained ABNN only (PGD-50 × 3 restarts, transfer from No Defense, μ/σ as "
+           "constants, batch size 1, no gradient into the substitute), the ε sweep (up to ε = 1.0) and the "
+           "batch-size sweep on the first 500 test images, the variants table on the first 500; UCF-101 is not "
+           "run, the video code runs on synthetic clips. CPU scale: compare the differences between rows, not the "
+           "absolute numbers.",
     "paper": "paper profile: ResNet-50 target, 200 epochs with lr 0.1 divided by 10 at epochs 100 and 150 (abnn.md "
              "§6; the slides give no CIFAR-10 recipe).",
 }
@@ -141,6 +166,30 @@ class Config(ProfileValues):
         return self.aa[1] if self.aa else None
 
     @property
+    def aa_budget(self):
+        """APGD's (iterations, restarts) in a custom AutoAttack (None: the version's own)."""
+        return self.aa[2] if self.aa and len(self.aa) > 2 else None
+
+    @property
+    def aa_n(self) -> int | None:
+        """AutoAttack on the first ``aa_n`` test images (None: on all of them)."""
+        return self.profile.get("aa_n")
+
+    @property
+    def sweep_n(self) -> int | None:
+        """The ε and batch-size sweeps on the first ``sweep_n`` test images (None: on all of them)."""
+        return self.profile.get("sweep_n")
+
+    @property
+    def variant_n(self) -> int | None:
+        """The variants table on the first ``variant_n`` test images (None: on all, reusing Table 1's attacks)."""
+        return self.profile.get("variant_n")
+
+    @property
+    def holdout(self) -> int:
+        return self.profile.get("holdout", 0)
+
+    @property
     def target_arch(self) -> str:
         return self.specs["ABNN"].model_kw["target"]
 
@@ -156,27 +205,47 @@ class Config(ProfileValues):
                     "frozen, BN in eval mode")
         rows = {
             "profile": self.s.profile, "device": str(self.s.device), "seed": self.s.seed,
-            "training images (CIFAR-10)": self.n_train or "all 50 000", "test images": self.n_test,
+            "training images (CIFAR-10)": (f"{(self.n_train or 50_000) - 10 * self.holdout} (the training set minus "
+                                           f"a hold-out of {self.holdout} per class; final epochs, no selection)"
+                                           if self.holdout else self.n_train or "all 50 000"),
+            "test images": self.n_test,
             "target": f"{self.target_arch} {abnn_kw['target_kw'] or ''}", "substitute": sub_text,
-            "No Defense": _describe(sp["No Defense"].config),
-            f"PGD-AT (t_max = {self.at_steps}, ε = 8/255, α = 2/255)": _describe(sp["PGD-AT"].config),
-            "ABNN (clean cross-entropy)": _describe(sp["ABNN"].config),
-            "ABNN variants": _describe(sp[VARIANT_ROWS[0]].config),
+            "No Defense": _describe(sp["No Defense"]),
+            f"PGD-AT (t_max = {self.at_steps}, ε = 8/255, α = 2/255)": _describe(sp["PGD-AT"]),
+            "ABNN (clean cross-entropy)": _describe(sp["ABNN"]),
+            "ABNN variants": _describe(sp[VARIANT_ROWS[0]]),
             "evaluation PGD": f"ε = 8/255, α = 2/255, {self.pgd_steps} steps, one uniform random start",
-            "sanity checks": f"PGD-{'/'.join(map(str, self.steps_grid))}, {self.restarts} restarts, ε grid "
-                             f"{', '.join(map(str, self.eps_grid))} /255, batch sizes "
-                             f"{', '.join(map(str, self.batch_sizes))}",
+            "sanity checks": f"PGD-{'/'.join(map(str, self.steps_grid))}, {self.restarts} restarts"
+                             + (" (ABNN only)" if self.profile.get("restarts_on") == "abnn" else "")
+                             + f", ε grid {', '.join(map(str, self.eps_grid))} /255, batch sizes "
+                             f"{', '.join(map(str, self.batch_sizes))}"
+                             + (f"; both sweeps on the first {self.sweep_n} test images" if self.sweep_n else ""),
             "ROA": f"{self.roa['area']:.0%} area (10×10 on 32×32), grey start, t_max = {self.roa['steps']}, α = "
-                   f"{self.roa['alpha'] * 255:.0f}/255, location searched on a strided grid (and random)",
-            "AutoAttack": (f"{self.aa_version}{' ' + '+'.join(self.aa_attacks) if self.aa_attacks else ''}, ε = 8/255"
-                           if self.aa_version else "not run in this profile"),
+                   f"{self.roa['alpha'] * 255:.0f}/255, location searched on a strided grid"
+                   + ("" if self.roa["stride"] is None else f" of stride {self.roa['stride']}") + " (and random)",
+            "AutoAttack": _aa_text(self),
+            "ABNN variants evaluated on": (f"the first {self.variant_n} test images" if self.variant_n
+                                           else "all test images"),
             "evaluation batch size": self.eval_batch,
         }
         return pd.DataFrame({"setting": list(rows), "value": [str(v) for v in rows.values()]}).set_index("setting")
 
 
-def _describe(tc: TrainConfig) -> str:
-    return f"{tc.epochs} epochs, batch {tc.batch_size}, {tc.schedule.describe()['name']} lr, wd {tc.weight_decay}"
+def _aa_text(cfg: Config) -> str:
+    if not cfg.aa_version:
+        return "not run in this profile"
+    text = f"{cfg.aa_version}{' ' + '+'.join(cfg.aa_attacks) if cfg.aa_attacks else ''}, ε = 8/255"
+    if cfg.aa_budget:
+        text += f", {cfg.aa_budget[0]} iterations × {cfg.aa_budget[1]} restart(s)"
+    if cfg.profile.get("aa_targets"):
+        text += f", {cfg.profile['aa_targets']} target classes"
+    return text + (f", on the first {cfg.aa_n} test images" if cfg.aa_n else "")
+
+
+def _describe(spec: ex.RunSpec) -> str:
+    tc, recipe = spec.config, spec.extra["paper_epochs"]
+    return (f"{tc.epochs} epochs{'' if tc.epochs == recipe else f' (recipe: {recipe})'}, batch {tc.batch_size}, "
+            f"{tc.schedule.describe()['name']} lr, wd {tc.weight_decay}")
 
 
 def recipe_table() -> pd.DataFrame:

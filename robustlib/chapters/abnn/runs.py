@@ -27,7 +27,9 @@ def report(cfg: Config, part: str | None = None) -> Report:
 
 
 def load_data(cfg: Config):
-    train, _, test = cifar10_splits(cfg.s, cfg.n_train, cfg.n_test)
+    """(train, test): the first ``n_train`` CIFAR-10 training images less the profile's per-class hold-out (cpu:
+    100 per class, set aside; no row selects a checkpoint) and the first ``n_test`` test images."""
+    train, _, test = cifar10_splits(cfg.s, cfg.n_train, cfg.n_test, holdout_per_class=cfg.holdout)
     return train, test
 
 
@@ -123,8 +125,8 @@ def record_substitute(cfg: Config, rep: Report, sub: Substitute) -> None:
 
 def row_note(cfg: Config, name: str) -> str:
     base = {"smoke": "smoke profile (tiny models, 2 000 images)", "quick": "quick profile (shortened schedule)",
-            "paper": ""}[cfg.s.profile]
-    if cfg.s.profile == "quick":
+            "cpu": "cpu profile (two CPU cores; width-16 networks, shortened schedule)", "paper": ""}[cfg.s.profile]
+    if cfg.s.profile in ("quick", "cpu"):
         spec = cfg.specs.get(name, cfg.specs[VARIANT_ROWS[0]])
         base += f": {spec.config.epochs} epochs"
         base += f", {cfg.target_arch} target"

@@ -30,7 +30,7 @@ from .recipes import ENV_KINETICS, ENV_UCF101, PAPER, Config
 
 # The video recipes. "ucf101": the paper's networks (3D ResNeXt-101 target, torchvision r3d_18 Kinetics-400
 # substitute) with the group's fine-tuning recipe (SGD 0.001, momentum 0.9, wd 1e-5; camera_darpa.pdf) and the
-# group's video PGD (ε = 4/255, α = 1/255, T = 5); "synthetic": tiny versions on synthetic clips, smoke profile only.
+# group's video PGD (ε = 4/255, α = 1/255, T = 5); "synthetic": tiny versions on synthetic clips, smoke and cpu profiles.
 VIDEO = {
     "ucf101": {"frames": 40, "size": 112, "target": {"width": 64, "blocks": (3, 4, 23, 3), "cardinality": 32},
                "substitute": {"normalize": (KINETICS_MEAN, KINETICS_STD)},
@@ -44,7 +44,7 @@ VIDEO = {
                          "(fine-tuning recipe), opts.py (40-frame clips, PGD)"},
     "synthetic": {"frames": 4, "size": 16, "num_classes": 5, "n_train": 150, "n_test": 40,
                   "target": {"width": 8, "blocks": (1, 1, 1, 1), "cardinality": 4},
-                  "substitute": {"width": 8, "blocks": (1, 1, 1, 1)}, "epochs": {"smoke": 3}, "batch_size": 10,
+                  "substitute": {"width": 8, "blocks": (1, 1, 1, 1)}, "epochs": {"smoke": 3, "cpu": 3}, "batch_size": 10,
                   "eval_batch": 20, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "grad_clip": 1.0,
                   "eps": 8 / 255, "alpha": 2 / 255, "steps": 5, "roa_stride": 6, "style_pool": None,
                   "source": "a pipeline check on synthetic clips; the substitute pre-trained on another synthetic "
@@ -54,14 +54,14 @@ VIDEO = {
 
 def video_config(profile: str, seed: int) -> dict | None:
     """The video recipe this run uses: UCF-101 when it and Kinetics weights are given, synthetic clips in the smoke
-    profile, else None."""
+    and cpu profiles, else None."""
     ucf, kin = os.environ.get(ENV_UCF101), os.environ.get(ENV_KINETICS)
-    if ucf and kin:  # a reader with UCF-101 and Kinetics weights: the paper's networks
+    if ucf and kin and profile != "cpu":  # a reader with UCF-101 and Kinetics weights: the paper's networks (a GPU)
         v = VIDEO["ucf101"]
         frames = int(os.environ.get("ROBUSTLIB_UCF101_FRAMES", v["frames"]))  # the authors' 40-frame clips
         return {**v, "kind": "ucf101", "folder": ucf, "substitute_weights": kin, "frames": frames,
                 "epochs": v["epochs"][profile], "seed": seed}
-    if profile != "smoke":
+    if profile not in ("smoke", "cpu"):   # the synthetic pipeline check costs seconds: also on two CPU cores
         return None
     v = VIDEO["synthetic"]
     return {**v, "kind": "synthetic", "epochs": v["epochs"][profile], "seed": seed}
@@ -89,7 +89,7 @@ def _train_config(cfg: Config, v: dict) -> TrainConfig:
 
 def video_experiment(cfg: Config, rep: Report) -> pd.DataFrame | None:
     """No Defense vs ABNN on videos: 3D ResNeXt target, frozen 3D ResNet-18 substitute, PGD (ε, α, T = 5) and ROA
-    (10 % area, t_max = 5) on whole clips. Smoke profile: tiny networks on synthetic clips (the substitute
+    (10 % area, t_max = 5) on whole clips. Smoke and cpu profiles: tiny networks on synthetic clips (the substitute
     pre-trained on a *different* synthetic clip set, standing in for Kinetics). With ``$ROBUSTLIB_UCF101`` and
     ``$ROBUSTLIB_KINETICS_R3D18``: the paper's networks on UCF-101. Otherwise None."""
     v = cfg.video
