@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--publish", metavar="RUN_DIR", default=None,
                     help="copy a completed cpu/quick/paper run into book/chapters and book/results (a cpu run's "
                          "results also into book/results/cpu)")
+    rp.add_argument("--reuse-published", action="store_true",
+                    help="adopt every notebook the book publishes from a run of this profile, even one run by other "
+                         "code (by default only the same code version is adopted; the manifest records which)")
 
     sub.add_parser("book", help="build the committed book into _build/html (warnings are errors)")
 
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             only = [s for s in args.only.split(",") if s.strip()] if args.only else None
             m = r.reproduce(args.profile, only, args.out, args.force, args.seed, args.device, args.data,
-                            book=not args.no_book, gpus=args.gpus, jobs=args.jobs)
+                            book=not args.no_book, gpus=args.gpus, jobs=args.jobs,
+                            reuse_published=args.reuse_published)
             total = sum(e.get("wall_s", 0) for e in m["notebooks"].values())
             print(f"[reproduce] done: {len(m['notebooks'])} notebooks, {total:.0f} s of notebook time, "
                   f"{m.get('batch_wall_s', 0):.0f} s for this batch ({m['jobs']} at a time); "

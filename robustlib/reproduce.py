@@ -183,11 +183,17 @@ def default_jobs(profile: str, device: str = "auto") -> int:
 
 def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: str | Path | None = None,
               force: bool = False, seed: int = 0, device: str = "auto", data_dir: str | Path | None = None,
-              book: bool = True, root: Path | None = None, log=print, gpus: int = 1, jobs: int | None = None) -> dict:
+              book: bool = True, root: Path | None = None, log=print, gpus: int = 1, jobs: int | None = None,
+              reuse_published: bool = False) -> dict:
     """Run the notebooks (see module docstring); returns the manifest.
 
     ``gpus`` = K > 1 runs every training of the notebooks on K processes through ``torchrun`` (one GPU each).
     ``jobs`` = J runs J notebooks at a time (None: :func:`default_jobs`).
+    A notebook this run folder has not completed is **adopted** from the committed book instead of being run when
+    it was published from a run of the same profile and the same :func:`notebook_version` (its executed notebook
+    and results are copied in, see :func:`adopt_published`): a long cpu run resumes on a new machine from what
+    earlier sessions published. ``reuse_published`` adopts a published notebook of the same profile whatever code
+    it ran (the manifest records its commit and version).
     """
     check_profile(profile)
     jobs = default_jobs(profile, device) if jobs is None else int(jobs)
@@ -217,6 +223,12 @@ def reproduce(profile: str = "smoke", only: Sequence[str] | None = None, out: st
         if (not force and not parts_rerun and entry.get("status") == "ok"
                 and entry.get("code_version") == versions[name] and (run / "notebooks" / nb.name).exists()):
             log(f"[reproduce] {name}: already completed for this code ({entry['wall_s']:.0f} s), skipped")
+            continue
+        adopted = None if force or parts_rerun else adopt_published(nb, run, root, profile, versions[name],
+                                                                     any_version=reuse_published, log=log)
+        if adopted is not None:
+            entries[name] = adopted
+            _write_manifest(run, manifest)
         else:
             todo.append(nb)
     env = {"ROBUSTLIB_PROGRESS": "plain", "ROBUSTLIB_DATA": str(data), "ROBUSTLIB_GPUS": str(gpus)}
@@ -308,6 +320,50 @@ def _chains(todo: Sequence[Path]) -> dict[str, list[Path]]:
     for nb in todo:
         chains.setdefault(paper_key(chapter_name(nb)), []).append(nb)
     return chains
+
+
+def published_index(root: Path) -> Path:
+    """``book/results/published.json``: per profile, per notebook name, what :func:`publish` copied into the book
+    (notebook, results file, commit, :func:`notebook_version`, wall time, hardware)."""
+    return root / "book" / "results" / "published.json"
+
+
+def _published_results(root: Path, profile: str, name: str) -> Path:
+    return root / "book" / "results" / ("cpu" if profile not in GPU_PROFILES else ".") / f"{name}.json"
+
+
+def adopt_published(nb: Path, run: Path, root: Path, profile: str, version: str, *, any_version: bool = False,
+                    log=print) -> dict | None:
+    """Copy notebook ``nb``'s published execution and results from the committed book into ``run`` and return its
+    manifest entry (status ok, ``adopted`` saying from where), when :func:`publish` recorded it for ``profile`` with
+    code version ``version`` (any version with ``any_version``) and the book still shows that execution. None
+    otherwise (the notebook runs)."""
+    index = published_index(root)
+    name = chapter_name(nb)
+    rec = (json.loads(index.read_text()) if index.exists() else {}).get(profile, {}).get(name)
+    if rec is None:
+        return None
+    shown = root / "book" / "chapters" / nb.name
+    res = _published_results(root, profile, name)
+    if _published_profile(shown) != profile or not res.exists():
+        log(f"[reproduce] {name}: its published {profile} run is no longer in the book; running it")
+        return None
+    if rec.get("code_version") != version and not any_version:
+        log(f"[reproduce] {name}: published from other code (version {rec.get('code_version')}, this code "
+            f"{version}); running it (--reuse-published adopts it as it is)")
+        return None
+    executed = nbformat.read(shown, as_version=4)
+    executed.cells = [c for c in executed.cells if "robustlib-published" not in c.metadata.get("tags", [])]
+    (run / "notebooks").mkdir(parents=True, exist_ok=True)
+    (run / "results").mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed, run / "notebooks" / nb.name)
+    shutil.copy(res, run / "results" / f"{name}.json")
+    log(f"[reproduce] {name}: adopted from the book (published {profile} run, commit "
+        f"{str(rec.get('commit'))[:12]}, {rec.get('wall_s', 0):.0f} s)")
+    return {"notebook": nb.name, "output": str(Path("notebooks") / nb.name), "results": f"results/{name}.json",
+            "status": "ok", "code_version": version, "commit": rec.get("commit"), "profile": profile,
+            "started": rec.get("started"), "wall_s": rec.get("wall_s", 0.0), "hardware": rec.get("hardware"),
+            "adopted": {"from": str(shown.relative_to(root)), "code_version": rec.get("code_version")}}
 
 
 def _run_parallel(todo, jobs, run, job, started, finished, stop) -> None:
@@ -425,7 +481,7 @@ def build_run_book(run: Path, root: Path | None = None, log=print) -> Path:
 
 def _banner(text: str, kind: str, title: str):
     cell = nbformat.v4.new_markdown_cell(f"```{{admonition}} {title}\n:class: {kind}\n{text}\n```")
-    cell["id"] = f"robustlib-{title.lower()}"
+    cell["id"] = "robustlib-" + "-".join(title.lower().split())   # a valid cell id: no spaces
     cell.metadata["tags"] = [PENDING_TAG if title == "Results pending" else "robustlib-run"]
     return cell
 
@@ -492,12 +548,20 @@ def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
     if profile == "smoke":
         raise ReproduceError(f"{run} is a smoke run; only {', '.join(p for p in PROFILES if p != 'smoke')} runs can "
                              "be published")
-    hw = hardware_label(manifest.get("hardware") or {})
+    run_hw = hardware_label(manifest.get("hardware") or {})
+    index_path = published_index(root)
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
     copied = []
     for name, entry in manifest.get("notebooks", {}).items():
         if entry.get("status") != "ok":
             log(f"[publish] {name}: not completed ({entry.get('status')}), skipped")
             continue
+        hw = entry.get("hardware") or run_hw   # an adopted notebook keeps the machine it ran on
+        index.setdefault(profile, {})[name] = {
+            k: entry.get(k) for k in ("notebook", "commit", "code_version", "wall_s", "started")} | {
+            "hardware": hw, "results": str(_published_results(root, profile, name).relative_to(root))}
+        index[profile][name]["code_version"] = (entry.get("adopted") or {}).get("code_version",
+                                                                                entry.get("code_version"))
         dst = root / "book" / "chapters" / entry["notebook"]
         res_src = run / entry["results"] if entry.get("results") else None
         if profile not in GPU_PROFILES and res_src is not None:
@@ -529,4 +593,8 @@ def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
             shutil.copy(res_src, res_dst)
             copied.append(res_dst)
         log(f"[publish] {name}: copied ({profile})")
+    if copied:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", index_path)
+        copied.append(index_path)
     return copied

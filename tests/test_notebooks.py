@@ -259,3 +259,42 @@ def test_publishing_a_cpu_run_banners_it_and_a_gpu_run_replaces_it_keeping_the_c
     (tmp_path / "run-cpu").rename(tmp_path / "old-cpu")
     reproduce.publish(_fake_run(tmp_path, "cpu"), root, log=lambda *_: None)  # a later cpu run: GPU chapter stays
     assert nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4).metadata["robustlib"]["profile"] == "quick"
+
+
+def test_a_new_run_folder_adopts_what_the_book_published_for_the_same_code(tmp_path):
+    """A long cpu run resumes on a new machine (an empty run folder) from what earlier sessions published: the
+    published notebook of the same profile and code version is adopted, not rerun; other code runs it again unless
+    reuse_published says otherwise, and the manifest says where an adopted notebook came from."""
+    root = tmp_path / "repo"
+    (root / "book" / "chapters").mkdir(parents=True)
+    (root / "book" / "results").mkdir()
+    (root / "robustlib").mkdir()
+    (root / "robustlib" / "attacks.py").write_text("a = 1")
+    source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('must not run')")])
+    (root / "notebooks").mkdir()
+    nbformat.write(source, root / "notebooks" / "10_nuat.ipynb")
+    version = reproduce.notebook_version(root / "notebooks" / "10_nuat.ipynb", root)
+    run = _fake_run(tmp_path, "cpu")
+    m = json.loads((run / "manifest.json").read_text())
+    m["notebooks"]["nuat"]["code_version"] = version
+    (run / "manifest.json").write_text(json.dumps(m))
+    reproduce.publish(run, root, log=lambda *_: None)
+    index = json.loads(reproduce.published_index(root).read_text())
+    assert index["cpu"]["nuat"]["code_version"] == version and index["cpu"]["nuat"]["results"] == \
+        "book/results/cpu/nuat.json"
+    quiet = dict(book=False, root=root, log=lambda *_: None, jobs=1)
+    new = reproduce.reproduce("cpu", out=tmp_path / "fresh", **quiet)["notebooks"]["nuat"]
+    assert new["status"] == "ok" and new["adopted"]["from"] == "book/chapters/10_nuat.ipynb"
+    assert new["commit"] == "abc123def456789" and new["wall_s"] == 1800.0
+    assert json.loads((tmp_path / "fresh/results/nuat.json").read_text())["profile"] == "cpu"
+    adopted = nbformat.read(tmp_path / "fresh/notebooks/10_nuat.ipynb", as_version=4)
+    assert not any("Published run" in c.source for c in adopted.cells)   # the banner is the book's, not the run's
+    with pytest.raises(reproduce.ReproduceError, match="10_nuat.ipynb failed"):   # a smoke run adopts nothing
+        reproduce.reproduce("smoke", out=tmp_path / "smoke", **quiet)
+    (root / "robustlib" / "attacks.py").write_text("a = 2")                 # other code: it runs again
+    with pytest.raises(reproduce.ReproduceError, match="10_nuat.ipynb failed"):
+        reproduce.reproduce("cpu", out=tmp_path / "other", **quiet)
+    again = reproduce.reproduce("cpu", out=tmp_path / "reuse", reuse_published=True, **quiet)["notebooks"]["nuat"]
+    assert again["adopted"]["code_version"] == version and again["code_version"] != version
+    reproduce.publish(tmp_path / "reuse", root, log=lambda *_: None)     # republished: keeps the run's own version
+    assert json.loads(reproduce.published_index(root).read_text())["cpu"]["nuat"]["code_version"] == version
