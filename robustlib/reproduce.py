@@ -47,6 +47,7 @@ from .results import GPU_PROFILES
 from .utils import atomic_write_text, git_info, hardware_info, hardware_label, package_versions
 
 PENDING_TAG = "robustlib-pending"
+BATCH_ONLY = ("reproduce.py", "cli.py", "__main__.py")   # run and publish notebooks; no result depends on them
 AFTER_ALL = ("comparison",)   # papers that reuse the other papers' trained models: they run after all the others
 
 
@@ -135,8 +136,9 @@ def code_version(root: Path) -> str:
 def notebook_version(nb: Path, root: Path) -> str:
     """What a notebook's results depend on, hashed: the notebook itself, the library outside ``robustlib/chapters``
     (plus the chapters' shared ``common.py``), its own chapter module or package and its reported numbers — for a
-    paper in :data:`AFTER_ALL` every chapter. A finished notebook is rerun only when this changes, so editing the
-    README, a test or another paper's chapter never redoes hours of finished work (and a rerun notebook still finds
+    paper in :data:`AFTER_ALL` every chapter — not the batch machinery (:data:`BATCH_ONLY`). A finished notebook is
+    rerun only when this changes, so editing the README, a test, the batch runner or another paper's chapter never
+    redoes hours of finished work (and a rerun notebook still finds
     its trained checkpoints and cached evaluations)."""
     paper = paper_key(chapter_name(nb))
     lib = root / "robustlib"
@@ -146,6 +148,8 @@ def notebook_version(nb: Path, root: Path) -> str:
         if not f.is_file() or f.suffix not in (".py", ".yaml") or "__pycache__" in f.parts:
             continue
         rel = f.relative_to(lib)
+        if rel.as_posix() in BATCH_ONLY:
+            continue
         if rel.parts[0] == "chapters" and rel.name not in ("common.py", "__init__.py") or (
                 rel.parts[0] == "chapters" and len(rel.parts) > 2):
             own = rel.parts[1].removesuffix(".py") == paper
