@@ -535,6 +535,16 @@ def _published_profile(path: Path) -> str | None:
     return None if meta.get("pending") else meta.get("profile")
 
 
+def _training_seconds(results: Path | None) -> float:
+    """The training time of the distinct models behind a results file's rows (a model shown in several tables
+    counts once)."""
+    if results is None or not results.exists():
+        return 0.0
+    rows = json.loads(results.read_text()).get("rows", [])
+    seen = {(r.get("method"), r.get("train_s")) for r in rows if isinstance(r.get("train_s"), (int, float))}
+    return float(sum(t for _, t in seen))
+
+
 def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
     """Copy a completed run's executed notebooks and results into the committed book (refuses smoke runs).
 
@@ -581,6 +591,10 @@ def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
         nb.cells = [c for c in nb.cells if "robustlib-published" not in c.metadata.get("tags", [])]
         text = (f"Published from a **{profile}** run on {hw}, commit `{(entry.get('commit') or '?')[:12]}`, "
                 f"{entry['wall_s'] / 60:.1f} minutes ({entry.get('started', '?')}).")
+        trained = _training_seconds(res_src)
+        if trained > entry["wall_s"]:   # some models were trained by an earlier, interrupted execution
+            text += (f" Its models' measured training time is {trained / 60:.1f} minutes: part of it ran in an earlier "
+                     "execution whose checkpoints this one resumed from.")
         if profile not in GPU_PROFILES:
             text += (" **CPU scale: compare the differences between rows, not the absolute numbers** — the models "
                      "are narrower and trained for fewer epochs than the paper's (the configuration table says how).")

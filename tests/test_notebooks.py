@@ -252,6 +252,13 @@ def test_publishing_a_cpu_run_banners_it_and_a_gpu_run_replaces_it_keeping_the_c
     banner = nb.cells[1].source
     assert "**cpu** run on CPU (2 cores: AMD EPYC)" in banner and "abc123def456" in banner and "30.0 minutes" in banner
     assert "compare the differences between rows" in banner and nb.metadata["robustlib"]["profile"] == "cpu"
+    assert "earlier execution" not in banner
+    resumed = _fake_run(tmp_path / "resumed", "cpu")      # its models took longer than this execution: it resumed
+    (resumed / "results/nuat.json").write_text(json.dumps({"profile": "cpu", "rows": [
+        {"method": "NuAT", "train_s": 2400.0}, {"method": "NuAT", "train_s": 2400.0}, {"method": "FBF", "train_s": 600}]}))
+    reproduce.publish(resumed, root, log=lambda *_: None)
+    banner = nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4).cells[1].source
+    assert "training time is 50.0 minutes" in banner and "earlier execution" in banner
     assert json.loads((root / "book/results/nuat.json").read_text())["profile"] == "cpu"
     assert json.loads((root / "book/results/cpu/nuat.json").read_text())["profile"] == "cpu"
     reproduce.publish(_fake_run(tmp_path, "quick"), root, log=lambda *_: None)
