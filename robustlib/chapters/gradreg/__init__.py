@@ -8,7 +8,10 @@ the h-ablation, the agreement of the FD penalty with the exact one (:mod:`.numer
 
 Each row is trained by one part notebook (``4X_gradreg__<part>``, :data:`recipes.PARTS`); the chapter notebook
 (``40_gradreg``) gathers the parts' results and reopens their runs (nothing is trained twice). Other chapters ask
-for a trained row through :func:`trained`. ImageNet-1k lives in :mod:`.imagenet`.
+for a trained row through :func:`trained`. ImageNet-1k lives in :mod:`.imagenet`. The paper's headline claims, checked
+on the rows' per-image flags, are :mod:`.chapter` (:data:`CLAIMS`, :func:`claims`). The cpu profile trains only the
+rows its ``"rows"`` entry lists (:attr:`Config.rows`; ``specs`` keeps every row) and is planned with the two-core
+time model (``recipes.CPU_SECONDS_PER_PASS``).
 """
 from __future__ import annotations
 
@@ -34,15 +37,16 @@ from ...schedules import build_schedule
 from ...training import TrainConfig
 from ...utils import fp32_strict
 from ..common import ProfileValues, RunSettings, cifar10_splits, settings
-from .recipes import (EVAL_SECONDS, NOTES, PART_NOTEBOOKS, PARTS, PROFILES, RECIPES, SECONDS_PER_PASS, SLOWER_PASSES,
-                      TRAINING)
+from .recipes import (CPU_EVAL_SECONDS, CPU_SECONDS_PER_PASS, CPU_SLOWER_PASSES, EVAL_SECONDS, NOTES, PART_NOTEBOOKS,
+                      PARTS, PROFILES, RECIPES, SECONDS_PER_PASS, SLOWER_PASSES, TRAINING)
 from .figures import (plot_bounds, plot_costs, plot_distance_curves, plot_h_ablation, plot_smooth_relu,  # noqa: F401
                       plot_training)
 from .numerics import PRECISIONS, fd_vs_exact, plot_fd_vs_exact  # noqa: F401
 from .tables import (L2_ROWS, MAIN_ROWS, PAPER, PERCENT_METRICS, TABLES, add_missing_rows, add_rows,  # noqa: F401
-                     bound_violations, compare, constants_metrics, describe, l2_metrics, linf_metrics, part_tables,
-                     style, wide)
+                     bound_violations, compare, constants_metrics, describe, l2_flags, l2_metrics, linf_flags,
+                     linf_metrics, part_tables, style, wide)
 from . import imagenet  # noqa: F401,E402
+from .chapter import BOUND_CLAIMS, CLAIMS, BoundClaim, check_bound, claims, verdicts  # noqa: F401,E402
 
 TRAIN_KEYS = ("epochs", "batch", "lr", "momentum", "weight_decay")   # row overrides that change the optimisation
 # a table row label → the RECIPES row that trains it (the h-ablation's labels name the same models)
@@ -75,17 +79,25 @@ class Config(ProfileValues):
     def budgets(self) -> dict:
         return {"linf": self.linf, "l2": self.l2}
 
+    @property
+    def rows(self) -> list[str]:
+        """The RECIPES rows this profile trains (the cpu profile trains a subset; ``specs`` keeps every row)."""
+        keep = self.profile.get("rows")
+        return [k for k in self.specs if keep is None or k in keep]
+
     def part_labels(self, part: str) -> list[str]:
         if part not in PARTS:
             raise UnknownNameError("gradreg part", part, PARTS)
-        return [k for k, sp in self.specs.items() if sp.extra["part"] == part]
+        return [k for k in self.rows if self.specs[k].extra["part"] == part]
 
     def plan(self, part: str | None = None) -> pd.DataFrame:
         """Which notebook trains which row, with the one time model's estimate (:func:`robustlib.experiment.plan`:
-        derived passes × images × epochs × the estimated H200 seconds per pass, plus evaluation)."""
-        specs = [self.specs[k] for k in (self.part_labels(part) if part else self.specs)]
-        df = ex.plan(specs, self.n_train or 50000, {sp.alias: seconds_per_pass(sp) for sp in specs},
-                     {sp.alias: eval_seconds(sp, self.n_test) for sp in specs})
+        derived passes × images × epochs × the estimated seconds per pass — of one H200, or of two CPU cores in the
+        cpu profile — plus evaluation)."""
+        specs = [self.specs[k] for k in (self.part_labels(part) if part else self.rows)]
+        basis = self.basis
+        df = ex.plan(specs, self.n_train or 50000, {sp.alias: seconds_per_pass(sp, basis) for sp in specs},
+                     {sp.alias: eval_seconds(sp, self.n_test, basis) for sp in specs})
         df["part"] = [sp.extra["part"] for sp in specs]
         df["model"] = [sp.model for sp in specs]
         df["training"] = [describe(sp) for sp in specs]
@@ -93,14 +105,22 @@ class Config(ProfileValues):
         df["h-ablation row"] = [sp.extra["ablation"] or "" for sp in specs]
         return df.reset_index().rename(columns={"label": "row"}).set_index(["part", "row"])
 
+    @property
+    def basis(self) -> str:
+        """Which time model plans this profile: "cpu" (two CPU cores) for the cpu profile, else "gpu" (one H200)."""
+        return "cpu" if self.s.profile == "cpu" else "gpu"
+
     def estimate_minutes(self, part: str = "chapter") -> float:
-        """Estimated H200 minutes of a notebook: start-up plus its runs (the plan), and for the chapter notebook the
-        reopening, agreement check, cost measurement and the public-API cell's extra run."""
-        total = EVAL_SECONDS["notebook"] + 60 * self.plan(part)["minutes"].sum()
+        """Estimated minutes of a notebook (one H200; two CPU cores in the cpu profile): start-up plus its runs (the
+        plan), and for the chapter notebook the reopening, agreement check, cost measurement and the public-API
+        cell's extra run."""
+        ev = CPU_EVAL_SECONDS if self.basis == "cpu" else EVAL_SECONDS
+        trains = self.part_labels(part) if part else self.rows
+        total = ev["notebook"] + (60 * self.plan(part)["minutes"].sum() if trains else 0.0)
         if part == "chapter":
             extra = self.specs["squared l1 lambda=1"].replace(hp={"lam": 0.3})
-            total += EVAL_SECONDS["chapter"] + ex.estimate_seconds(extra, self.n_train or 50000,
-                                                                   seconds_per_pass(extra))
+            total += ev["chapter"] + ex.estimate_seconds(extra, self.n_train or 50000,
+                                                         seconds_per_pass(extra, self.basis))
         return total / 60
 
     def table(self) -> pd.DataFrame:
@@ -110,26 +130,37 @@ class Config(ProfileValues):
             "training images": self.n_train or "all 50 000", "test images": f"the first {self.n_test}",
             "model": f"ResNeXt34-2x32 {self.model or '(width 32, 5-5-5 blocks)'}",
             "schedule": f"{self.epochs} epochs, batch {self.batch_size}, SGD lr {TRAINING['lr']} ÷5 at 30/60/80 % "
-                        "(the authors: 200 epochs, ÷5 at 60/120/160)",
+                        "(the authors: 200 epochs, ÷5 at 60/120/160)"
+                        + "".join(f"; {k}: {v} epoch{'s' if v > 1 else ''}"
+                                  for k, v in (self.profile.get("row_epochs") or {}).items()),
+            "rows trained": "all" if self.profile.get("rows") is None else ", ".join(self.rows),
             "checkpoint": "the last epoch (the authors selected on clean test error; we do not)",
             "ℓ∞ distance": b["linf"].describe(), "ℓ2 distance": b["l2"].describe(),
             "Lanczos": f"≤ {self.lanczos_iters} iterations, tolerance {self.lanczos_tol:g}",
         }
         if self.s.profile != "smoke":
-            rows["estimated H200 minutes"] = ", ".join(f"{p}: {self.estimate_minutes(p):.1f}" for p in PARTS)
+            where = "2 CPU cores" if self.basis == "cpu" else "H200"
+            rows[f"estimated {where} minutes"] = ", ".join(f"{p}: {self.estimate_minutes(p):.1f}" for p in PARTS)
         return pd.DataFrame({"setting": list(rows), "value": [str(v) for v in rows.values()]}).set_index("setting")
 
 
-def seconds_per_pass(spec: ex.RunSpec) -> float:
-    """The time model's estimated H200 seconds per pass N for a run (recipes.SECONDS_PER_PASS, SLOWER_PASSES)."""
-    s = SECONDS_PER_PASS["fp32" if spec.config.amp == "off" else "bf16"]
-    return s * SLOWER_PASSES.get(spec.model, 1.0) * SLOWER_PASSES.get(spec.method, 1.0)
+def seconds_per_pass(spec: ex.RunSpec, basis: str = "gpu") -> float:
+    """The time model's estimated seconds per pass N for a run: one H200 (recipes.SECONDS_PER_PASS, SLOWER_PASSES),
+    or two CPU cores with ``basis="cpu"`` (CPU_SECONDS_PER_PASS, CPU_SLOWER_PASSES)."""
+    per, slower = (CPU_SECONDS_PER_PASS, CPU_SLOWER_PASSES) if basis == "cpu" else (SECONDS_PER_PASS, SLOWER_PASSES)
+    s = per["fp32" if spec.config.amp == "off" else "bf16"]
+    return s * slower.get(spec.model, 1.0) * slower.get(spec.method, 1.0)
 
 
-def eval_seconds(spec: ex.RunSpec, n_test: int) -> float:
-    per = EVAL_SECONDS["norm"] * len(spec.extra["evals"])
+def eval_seconds(spec: ex.RunSpec, n_test: int, basis: str = "gpu") -> float:
+    """Estimated evaluation seconds of a run (each norm's minimum distances, the smooth rows' Lanczos); on two CPU
+    cores a smooth model's evaluation is slower by the smooth ReLU's factor too."""
+    ev = CPU_EVAL_SECONDS if basis == "cpu" else EVAL_SECONDS
+    per = ev["norm"] * len(spec.extra["evals"])
     if spec.extra["smooth"] and "l2" in spec.extra["evals"]:
-        per += EVAL_SECONDS["lanczos"]
+        per += ev["lanczos"]
+    if basis == "cpu":
+        per *= CPU_SLOWER_PASSES.get(spec.model, 1.0)
     return per * n_test / 1000
 
 
@@ -153,7 +184,8 @@ def make_spec(label: str, profile: dict, seed: int, overrides: dict | None = Non
     if bad:
         raise ConfigError(f"overrides of row {label!r} name unknown hyperparameters {bad}; valid: "
                           f"{', '.join(valid + list(TRAIN_KEYS))}")
-    epochs = train.get("epochs", profile["epochs"] or TRAINING["epochs"])
+    epochs = train.get("epochs", (profile.get("row_epochs") or {}).get(label) or profile["epochs"]
+                       or TRAINING["epochs"])
     lr = train.get("lr", TRAINING["lr"])
     tc = TrainConfig(epochs=epochs, batch_size=train.get("batch", profile["batch"] or TRAINING["batch"]), lr=lr,
                      schedule=build_schedule({**TRAINING["schedule"], "lr": lr, "epochs": epochs}),

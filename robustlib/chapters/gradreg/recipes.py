@@ -96,7 +96,8 @@ PART_NOTEBOOKS = {"baselines": "41_gradreg__baselines", "l1": "42_gradreg__l1", 
 
 # What each profile changes. None: the recipe's value. "model": keyword arguments of the ResNeXt (width, blocks);
 # "linf"/"l2": the minimum-distance attack budgets; "fd_check_*": the FD-vs-exact agreement check; "cost_batches":
-# batches timed per method by the cost measurement.
+# batches timed per method by the cost measurement; "rows" (cpu only): the RECIPES rows trained (default: all);
+# "row_epochs" (cpu only): epochs of a row that differ from the profile's "epochs".
 PROFILES = {
     "smoke": {
         "n_train": 64, "n_test": 32, "model": {"width": 4, "blocks": (1, 1, 1)}, "epochs": 1, "batch": 32,
@@ -112,6 +113,19 @@ PROFILES = {
         "l2": AttackBudget("l2", eps_max=1.0, pgd_steps=10, bisect_steps=8, fab_iter=30, batch_size=1000),
         "lanczos_iters": 50, "lanczos_tol": 1e-3, "eval_batch": 500, "fd_check_n": 100,
         "fd_check_h": (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6), "cost_batches": 5},
+    # two CPU cores, each notebook ≤ 45 min (planned with CPU_SECONDS_PER_PASS below): the ResNeXt narrowed to width 8
+    # with 3 BranchBlocks per stage, 3 epochs per row (the smooth-ReLU rows 1), only the rows the issue asks for
+    # ("rows"), PGD-5 with 5 halvings and FAB-5 for the minimum distances, Lanczos ≤ 15 iterations
+    "cpu": {
+        "n_train": None, "n_test": 1000, "model": {"width": 8, "blocks": (3, 3, 3)}, "epochs": 3, "batch": 128,
+        "row_epochs": {"Undefended (smooth)": 1, "squared l2 lambda=0.1 (smooth)": 1},
+        "rows": ("Undefended", "7-step AT", "squared l1 lambda=0.1", "squared l1 lambda=1", "squared l2 lambda=0.1",
+                 "Undefended (smooth)", "squared l2 lambda=0.1 (smooth)"),
+        "linf": AttackBudget("linf", eps_max=32 / 255, pgd_steps=5, bisect_steps=5, anchors=(EPS_2, EPS_8),
+                             fab_iter=5, batch_size=500),
+        "l2": AttackBudget("l2", eps_max=1.0, pgd_steps=5, bisect_steps=5, fab_iter=5, batch_size=500),
+        "lanczos_iters": 15, "lanczos_tol": 1e-3, "eval_batch": 500, "fd_check_n": 100,
+        "fd_check_h": (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6), "cost_batches": 3},
     "paper": {
         "n_train": None, "n_test": 1000, "model": {}, "epochs": None, "batch": None,
         "linf": AttackBudget("linf", eps_max=32 / 255, pgd_steps=50, bisect_steps=10, anchors=(EPS_2, EPS_8),
@@ -124,6 +138,19 @@ PROFILES = {
 NOTES = {
     "smoke": "smoke profile: a width-4 ResNeXt with one block per stage, 64 training images, one epoch at batch 32, "
              "32 test images and cut attack budgets. The numbers only show that the pipeline runs.",
+    "cpu": "cpu profile (two CPU cores, each notebook ≤ 45 minutes): the full CIFAR-10 training set (50 000 images) and "
+           "the first 1 000 test images for everything; Finlay & Oberman's ResNeXt34-2x32 narrowed to width 8 with 3 "
+           "BranchBlocks per stage (widths 8/16/32, 0.022 GMAC per image instead of 0.57; every quirk kept); "
+           "{epochs} epochs per row instead of 200 (the same step schedule compressed: lr 0.1 ÷5 at 30/60/80 % of "
+           "training), the two smooth-ReLU rows 1 epoch (the smooth ReLU is ≈ 2.5× slower per pass on a CPU); only "
+           "the rows the issue asks for are trained: undefended, 7-step AT, squared ℓ1 λ = 0.1 and λ = 1, squared "
+           "ℓ2 λ = 0.1, and the smooth undefended and smooth squared-ℓ2 λ = 0.1 models — the exact-penalty (DBP) "
+           "row, squared ℓ2 λ = 1 and the h-ablation rows other than h = 0.1 are not trained (the cost table still "
+           "times DBP on a few batches). Minimum distances: PGD-5 (instead of PGD-10/50) with 5 halvings of ε and "
+           "FAB with 5 iterations (instead of 30/100), on all 1 000 test images; Lanczos ≤ 15 iterations (the paper: "
+           "50). The undefended and AT models train in bf16 autocast with channels_last where the CPU computes bf16 "
+           "natively, every penalty in strict fp32 (finite differences never in bf16). CPU scale: compare the "
+           "differences between rows, not the absolute numbers.",
     "quick": "quick profile: {epochs} epochs per model instead of 200 (the same step schedule, compressed: lr 0.1 ÷5 at "
              "30/60/80 % of training), every model on the full training set; the h-ablation uses the same short "
              "schedule. Attack budgets are smaller than the paper profile's (stated in the configuration table).",
@@ -136,3 +163,16 @@ NOTES = {
 SECONDS_PER_PASS = {"bf16": 4e-5, "fp32": 1e-4}
 SLOWER_PASSES = {"smooth_resnext34_2x32": 1.2, "dbp_gradreg": 2.25}
 EVAL_SECONDS = {"norm": 15.0, "lanczos": 20.0, "notebook": 20.0, "chapter": 110.0}
+# The same time model for the cpu profile (two cores of the project's AMD EPYC, width-8 ResNeXt with 3-3-3 blocks,
+# batch 128): the project's measurement of a width-16 CIFAR ResNet-18 (≈ 6e-4 s per pass per image in bf16, ≈ 1.2e-3
+# in fp32), which has 1.6× this model's MACs (0.035 vs 0.022 GMAC) — kept as is, to cover the per-layer overhead of
+# the narrow, deeper network. A timing of a few batches of each method (niced, beside a concurrent training run on the
+# same two cores, so slower than an idle machine: 2.7e-3 s per pass per image for 7-step AT in bf16, 3.3e-3 for the
+# FD penalty in fp32) put the smooth ReLU at 2–3× the ReLU's time per pass (CPU_SLOWER_PASSES: 2.5). Evaluation on
+# 1 000 images: one norm's PGD-5 (≤ 8 probes) + FAB-5 ≈ 150 passes in fp32 (≈ 180 s); the smooth rows' Lanczos (15
+# Hessian-vector iterations ≈ 75 passes, × the smooth factor in the plan) ≈ 90 s; 20 s of start-up per notebook; in
+# the chapter notebook 300 s for reopening, the FD-vs-exact check, the cost measurement, PGD-10 of three models and
+# the figures.
+CPU_SECONDS_PER_PASS = {"bf16": 6e-4, "fp32": 1.2e-3}
+CPU_SLOWER_PASSES = {"smooth_resnext34_2x32": 2.5, "dbp_gradreg": 2.25}
+CPU_EVAL_SECONDS = {"norm": 180.0, "lanczos": 90.0, "notebook": 20.0, "chapter": 300.0}

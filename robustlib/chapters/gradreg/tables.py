@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ... import reported
-from ...distances import bootstrap_ci, error_at, improvement_ratio, mean_distance
+from ...distances import bootstrap_ci, error_at, float32_tolerance, improvement_ratio, mean_distance
 from ...report import Report
 from .recipes import EPS_2, EPS_8
 
@@ -76,6 +76,25 @@ def bound_violations(ev: Evaluation) -> dict[str, float]:
             if ev.has(f"b_{k}")}
 
 
+def linf_flags(ev: Evaluation) -> dict[str, np.ndarray]:
+    """Per-image correct flags behind the ℓ∞ metrics (for the paired claims): ``clean`` (correctly classified),
+    ``rob_2`` / ``rob_8`` (not broken within 2/255 / 8/255: the complement of :func:`error_at`'s count)."""
+    d = ev.dist("linf")
+    return {"clean": ev.clean_correct, "rob_2": d > EPS_2 + float32_tolerance(EPS_2),
+            "rob_8": d > EPS_8 + float32_tolerance(EPS_8)}
+
+
+def l2_flags(ev: Evaluation) -> dict[str, np.ndarray]:
+    """Per-image flags of the ℓ2 rows: ``clean``, and ``lbound_ok`` / ``cbound_ok`` — the bound does not exceed the
+    best attack's ℓ2 distance (the complement of :func:`bound_violations`)."""
+    d = ev.dist("l2")
+    out = {"clean": ev.clean_correct}
+    for k in ("lbound", "cbound"):
+        if ev.has(f"b_{k}"):
+            out[f"{k}_ok"] = ~(ev.arrays[f"b_{k}"] > d + 1e-9)
+    return out
+
+
 def _bootstrap(values, seed) -> list[float]:
     return list(bootstrap_ci(values, seed=seed))
 
@@ -86,7 +105,8 @@ def add_rows(cfg: Config, rep: Report, runs: dict[str, Trained], evals: dict[str
     und = evals.get("Undefended")
     for label, ev in evals.items():
         t = runs[label]
-        common = dict(cost_passes=t.cost_passes, train_s=t.result.train_seconds, epochs=t.result.epochs)
+        common = dict(cost_passes=t.cost_passes, train_s=t.result.train_seconds, epochs=t.result.epochs,
+                      precision=(getattr(t.result, "hyperparameters", None) or {}).get("resolved"))
         note = f"{base} {describe(t.spec)}.".strip()
         ablation = t.spec.extra["ablation"]
         if label in MAIN_ROWS:
@@ -95,7 +115,8 @@ def add_rows(cfg: Config, rep: Report, runs: dict[str, Trained], evals: dict[str
             paper["ratio"] = reported.lookup(PAPER, "arxiv_linf", label).get("ratio")
             m["ratio"] = _ratio(und, ev, "linf") if label != "Undefended" else None
             rep.add_row("cifar10_linf", label, m, paper=paper, note=note, n=cfg.n_test, percent=PERCENT_METRICS,
-                        ci={"mean_dist": _bootstrap(np.minimum(ev.dist("linf"), 1.0), cfg.s.seed)}, **common)
+                        ci={"mean_dist": _bootstrap(np.minimum(ev.dist("linf"), 1.0), cfg.s.seed)},
+                        flags=linf_flags(ev), **common)
         if label in L2_ROWS and "l2" in t.spec.extra["evals"]:
             m = l2_metrics(ev)
             m["ratio"] = _ratio(und, ev, "l2") if label != "Undefended" else None
@@ -104,7 +125,8 @@ def add_rows(cfg: Config, rep: Report, runs: dict[str, Trained], evals: dict[str
             if ev.has("b_cbound"):
                 ci["cbound"] = _bootstrap(ev.arrays["b_cbound"], cfg.s.seed)
             rep.add_row("cifar10_l2", label, m, reported_table="arxiv_l2", note=note, n=cfg.n_test,
-                        percent=PERCENT_METRICS, ci=ci, bound_violations=bound_violations(ev), **common)
+                        percent=PERCENT_METRICS, ci=ci, bound_violations=bound_violations(ev), flags=l2_flags(ev),
+                        **common)
             g = ev.arrays["b_soft_grad_norm"] if ev.has("b_soft_grad_norm") else ev.arrays["b_grad_norm"]
             ci = {"grad_mean": _bootstrap(g, cfg.s.seed)}
             if ev.has("b_lam_max"):
@@ -115,7 +137,8 @@ def add_rows(cfg: Config, rep: Report, runs: dict[str, Trained], evals: dict[str
         if ablation:
             rep.add_row("h_ablation", ablation, linf_metrics(ev), reported_table="journal_h_ablation", note=note,
                         n=cfg.n_test, percent=PERCENT_METRICS, h=t.spec.hp.get("h"),
-                        ci={"mean_dist": _bootstrap(np.minimum(ev.dist("linf"), 1.0), cfg.s.seed)}, **common)
+                        ci={"mean_dist": _bootstrap(np.minimum(ev.dist("linf"), 1.0), cfg.s.seed)},
+                        flags=linf_flags(ev), **common)
 
 
 def _ratio(und: Evaluation | None, ev: Evaluation, norm: str) -> float | None:
@@ -135,6 +158,11 @@ def _row_note(cfg: Config) -> str:
         return "smoke profile (tiny model, 64 images, 1 epoch): numbers meaningless."
     if p == "quick":
         return f"quick profile: {cfg.epochs} of 200 epochs; last epoch; PGD-bisection + FAB distances."
+    if p == "cpu":
+        short = ", ".join(f"{k} {v}" for k, v in (cfg.profile.get("row_epochs") or {}).items())
+        return (f"cpu profile (2 CPU cores): width-8 ResNeXt with 3-3-3 blocks, {cfg.epochs} of 200 epochs"
+                f"{f' ({short})' if short else ''}; last epoch; PGD-5-bisection + FAB-5 distances; compare rows, "
+                "not absolute numbers.")
     return "paper protocol (200 epochs); last epoch; PGD-bisection + FAB distances."
 
 
