@@ -454,3 +454,117 @@ def test_zoom_blur_docstring_states_the_factors_the_table_computes():
     for c, (end, n1, n2) in zip(corr.PARAMS["zoom_blur"], stated):
         factors = np.arange(1, c, 0.01)
         assert f"{factors[-1]:.2f}" == end and len(factors) == int(n1 or n2)
+
+
+# ------------------------------------------------------------------------------------------- cpu profile, claims
+
+
+def test_cpu_profile_sizes_seeds_and_substitutions_are_stated(tmp_path, data_root):
+    from robustlib.chapters import advprop as ch
+    p = ch.PROFILES["cpu"]
+    assert p["n_train"] is None and p["n_test"] == 1000 and p["widths"] == (8, 16) and p["blocks"] == (2, 2, 2, 2)
+    assert p["seeds"] == 3 and p["epochs"] == 1 and p["batch"] == 128 and p["schedule"] == ("triangular", 0.1)
+    assert p["hp"] == {"PGD-AT": {"steps": 5}} and p["pgdat_widths"] == (8, 16)
+    assert p["strength_eps"] == (2, 4, 8) and p["strength_mixed_eps"] == (8,) and p["strength_seeds"] == 1
+    assert p["strength_widths"] == (8, 16) and p["eval_pgd_steps"] == 10 and p["eval_eps"] == (1, 8)
+    assert p["corruptions"] == ch.CORRUPTIONS and len(p["corruptions"]) == 13 and p["severities"] == (1, 2, 3, 4, 5)
+    assert p["pass_s"] == {8: 2.4e-4, 16: 6e-4} and p["eval_s"] == {8: (50.0, 65.0), 16: (110.0, 150.0)}
+    assert p["notebook_s"] == 60.0 and p["small_mixed_sweep_part"] == "strength"
+    note = ch.NOTES["cpu"]
+    for fact in ("two CPU cores", "all 50 000 CIFAR-10 training images", "widths 8 and 16", "one epoch per run",
+                 "0 → 0.1 → 0 at batch 128", "three seeds per row at both widths", "PGD-AT with 5 steps instead of 7",
+                 "ε = 2, 4, 8/255, Mixed at 8/255) with one seed", "PGD-10 instead of PGD-20",
+                 "first 1 000 test images", "13 corruptions × 5 severities", "6e-4 s per pass", "not measured",
+                 "seed-0 rows paired over the test images",
+                 "CPU scale: compare the differences between rows, not the absolute numbers."):
+        assert fact in note, fact
+    cfg = ch.config("cpu", 0, "cpu", str(data_root), str(tmp_path))
+    assert note in cfg.notes and cfg.seeds == (0, 1, 2) and (cfg.small, cfg.large) == (8, 16)
+    runs = cfg.runs()
+    assert len(runs) == len({r.alias for r in runs}) == 32
+    for w in (8, 16):                                  # every headline row: three seeds at both widths
+        for k in ("vanilla", "mixed", "advprop", "pgdat"):
+            assert sorted(r.extra["seed"] for r in runs if r.extra["key"] == k and r.extra["width"] == w
+                          and r.extra["eps"] == cfg.headline_eps(k)) == [0, 1, 2], (k, w)
+    pgd = cfg.specs[ch.alias("pgdat", 16, 8, 0)]
+    assert pgd.hp["steps"] == 5 and pgd.hp["alpha"] == pytest.approx(2.5 * (8 / 255) / 5)
+    assert pgd.config.epochs == 1 and pgd.config.batch_size == 128 and pgd.model_kw["width"] == 16
+    assert ch.alias("mixed", 8, 8, 0) in cfg.parts["strength"], "the narrow Mixed sweep run moved to part 33"
+    assert "PGD-10" in cfg.table().loc["evaluation", "value"]
+    # the other profiles keep their plan (the narrow Mixed sweep run stays in 'small')
+    quick = ch.config("quick", out_dir=str(tmp_path), data_dir=str(data_root), device="cpu")
+    assert ch.alias("mixed", 16, 8, 0) in quick.parts["small"]
+
+
+def test_cpu_plan_every_notebook_fits_45_minutes(tmp_path, data_root):
+    from robustlib.chapters import advprop as ch
+    cfg = ch.config("cpu", 0, "cpu", str(data_root), str(tmp_path))
+    minutes = ch.part_minutes(cfg)
+    assert list(minutes.index) == list(ch.PARTS) + ["chapter"]
+    assert (minutes["total min"] <= 45).all(), minutes
+    assert (minutes["total min"] > 20).loc[list(ch.PARTS)].all(), "a part that plans far below the budget"
+    # the time model: width-16 vanilla epoch = 2N × 49 920 images × 6e-4 s; a dual-BN run's evaluation costs more
+    v, a = cfg.specs[ch.alias("vanilla", 16, 0, 0)], cfg.specs[ch.alias("advprop", 16, 1, 0)]
+    plan = ch.part_plan(cfg, "large")
+    assert plan.loc[v.alias, "minutes"] == pytest.approx((2 * 49_920 * 6e-4 + 110.0) / 60)
+    assert plan.loc[a.alias, "minutes"] == pytest.approx((6 * 49_920 * 6e-4 + 150.0) / 60)
+    for part in ch.PARTS:
+        assert minutes.loc[part, "total min"] == pytest.approx(ch.part_plan(cfg, part).minutes.sum() + 1.0)
+
+
+def _fake_record(ch, cfg, key, width, seed, n, clean, pgd, rot, clean_aux=None):
+    on = lambda k: [i < k for i in range(n)]  # noqa: E731 — the first k images correct
+    eps = cfg.headline_eps(key)
+    flags = {"clean": on(clean), "pgd20": on(pgd), "pgd20_eps1": on(pgd), "corruption_rotated": on(rot)}
+    if clean_aux is not None:
+        flags.update({"clean_aux": on(clean_aux), "pgd20_aux": on(pgd), "pgd20_eps1_aux": on(pgd)})
+    metrics = {k: None for k in ch.HEADLINE_METRICS}
+    metrics.update({k: 100 * sum(f) / n for k, f in flags.items()})
+    metrics["corruption_mean"] = metrics["corruption_rotated"]
+    label = ch.LABELS[key]
+    return {"key": ch.alias(key, width, eps, seed), "method": key, "label": label, "width": width, "eps": eps,
+            "seed": seed, "attack_steps": 1, "params_plain": 1, "cost_passes": 2.0, "formula_passes": 2,
+            "train_s": 1.0, "epochs": 1, "metrics": metrics, "flags": flags, "precision": {"amp": "fp32"}}
+
+
+def test_claims_come_from_the_seed0_rows_per_image_flags(tmp_path, data_root):
+    """The headline rows (means over seeds) carry the per-image flags of their seed-0 run; the claims pair those
+    over the same test images (supported / contradicted / not resolvable), show the seed mean ± sd of the same
+    difference, say 'not measured' for a missing row, and survive the results file."""
+    from robustlib import results
+    from robustlib.chapters import advprop as ch
+    cfg = ch.config("smoke", 0, "cpu", str(data_root), str(tmp_path))
+    assert (cfg.small, cfg.large, cfg.seeds) == (4, 8, (0, 1))
+    n = 200
+    R = lambda *a, **k: _fake_record(ch, cfg, *a, n=n, **k)  # noqa: E731
+    records = [  # seed 1 first: the flags must still come from seed 0
+        R("vanilla", 8, 1, clean=150, pgd=0, rot=100), R("advprop", 8, 1, clean=160, pgd=0, rot=100, clean_aux=140),
+        R("vanilla", 8, 0, clean=150, pgd=0, rot=100), R("advprop", 8, 0, clean=170, pgd=0, rot=102, clean_aux=150),
+        R("mixed", 8, 0, clean=120, pgd=5, rot=100), R("pgdat", 8, 0, clean=110, pgd=60, rot=90),
+        R("vanilla", 4, 0, clean=150, pgd=0, rot=80), R("advprop", 4, 0, clean=100, pgd=0, rot=60, clean_aux=90),
+        R("mixed", 4, 0, clean=100, pgd=0, rot=80)]          # no PGD-AT row at width 4
+    rep = ch.report(cfg)
+    ch.add_rows(rep, records, cfg)
+    row = next(r for r in rep.rows if (r["table"], r["method"]) == ("cifar10_w8", "AdvProp"))
+    assert row["flags_seed"] == 0 and row["flags"]["clean"] == "1" * 170 + "0" * 30 and row["n_seeds"] == 2
+    assert row["metrics"]["clean"] == pytest.approx(82.5) and row["precision"] == {"amp": "fp32"}
+    table = ch.claims(rep)
+    v = dict(zip([c.key for c in ch.CLAIMS], table["verdict"]))
+    assert v["aux_vs_vanilla_large"] == "supported"                 # 170 vs 150 on the same images
+    assert v["aux_vs_mixed_large"] == v["mixed_below_vanilla_large"] == "supported"
+    assert v["less_robust_than_at_large"] == "supported"            # 0 vs 60 under PGD
+    assert v["corruptions_large"] == "not resolvable at this scale"  # 102 vs 100
+    assert v["aux_vs_vanilla_small"] == "contradicted"              # 100 vs 150
+    assert v["aux_vs_mixed_small"] == "not resolvable at this scale"  # 100 vs 100
+    assert v["less_robust_than_at_small"] == "not measured"          # no PGD-AT row at width 4
+    assert v["corruptions_small"] == "contradicted"                  # 60 vs 80
+    first = table.loc[ch.CLAIMS[0].statement]
+    assert first["width"] == 8 and first["n"] == n and first["paired on"] == f"seed 0, {n} images"
+    assert first["ours"] == "+10.0" and first["seeds: a − b"] == "+7.50 ± 3.54 (2 seeds)"   # seeds: +10, +5
+    assert table.loc[ch.CLAIMS[5].statement, "seeds: a − b"] == "-25.00 (1 seed)"
+    assert table.loc[ch.CLAIMS[8].statement, "seeds: a − b"] == ""
+    # the rows travel through the results file (as the chapter notebook gathers them from the parts)
+    again = ch.report(cfg)
+    again.rows = results.load(rep.write())["rows"]
+    assert list(ch.claims(again)["verdict"]) == list(table["verdict"])
+    assert set(ch.claims(ch.report(cfg))["verdict"]) == {"not measured"}

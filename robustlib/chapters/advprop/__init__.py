@@ -5,14 +5,15 @@ Mixed (shared BN), AdvProp and PGD-AT over seeds, an attack-strength sweep, and 
 through the main and the auxiliary BNs and a CIFAR-10-C-style corruption suite (:mod:`robustlib.corruptions`).
 
 * :data:`RECIPES` — one row per method of the tables (registered method name, hyperparameters, optimisation, source);
-  :data:`PROFILES` — what smoke / quick / paper change (sizes, widths, seeds, sweep, epochs, evaluation budgets).
+  :data:`PROFILES` — what smoke / cpu / quick / paper change (sizes, widths, seeds, sweep, epochs, evaluation budgets).
 * :func:`config` turns them into one :class:`~robustlib.experiment.RunSpec` per trained model (``cfg.specs``, keyed
   by run alias) and assigns the runs to the part notebooks (``cfg.parts``); ``overrides={row: {hp: value}}`` changes
   a row's hyperparameters without editing this module.
 * :func:`run_part` trains (or reopens) a part's runs with :func:`robustlib.experiment.train` and evaluates each with
   :func:`~robustlib.experiment.evaluate_cached` (per BN route) and :func:`~robustlib.experiment.cached` (per-image
   corruption flags); the chapter notebook rebuilds every record from those caches (:func:`collect`).
-* :func:`trained` is the public entry for other chapters.
+* :func:`trained` is the public entry for other chapters; :data:`CLAIMS` and :func:`claims` (:mod:`.chapter`) check
+  the paper's claims on the report's rows; :func:`part_minutes` is the time model's plan per notebook.
 
 Tables are in :mod:`.tables`, figures in :mod:`.figures`.
 """
@@ -77,30 +78,63 @@ CORRUPTIONS = corr.standard_corruptions()      # the 13 CIFAR-10-C corruptions r
 
 # What each profile changes. "schedule": ("triangular", peak lr) replaces the recipe's step schedule by one triangle
 # over the shortened run; None keeps the recipe's epochs/batch/schedule. "seeds" counts seeds (seed, seed+1, ...);
-# "strength_*" is the attack-strength sweep (AdvProp at each ε·255, Mixed at strength_mixed_eps); "pass_s" is the time
-# model's assumed seconds per pass per image at each width (bf16 H200 for quick/paper, 2 CPU cores for smoke).
+# "strength_*" is the attack-strength sweep (AdvProp at each ε·255, Mixed at strength_mixed_eps); "pgdat_widths" the
+# widths with a PGD-AT row. The time model: "pass_s" is the assumed seconds per pass per image at each width (bf16 H200
+# for quick/paper, 2 CPU cores for smoke and cpu); "eval_s" the evaluation seconds of one run (a number, or per width
+# the pair (plain-BN model, dual-BN model: both BN routes attacked)); "notebook_s" a part notebook's fixed seconds
+# (start-up, data, the corruption suite). "small_mixed_sweep_part": the part notebook that trains the smaller widths'
+# Mixed (shared BN) sweep runs (to balance the parts' time).
 PROFILES = {
     "smoke": {"n_train": 256, "n_test": 100, "widths": (4, 8), "blocks": (1, 1, 1, 1), "seeds": 2,
               "epochs": 1, "batch": 64, "schedule": ("triangular", 0.1), "hp": {"PGD-AT": {"steps": 2}},
               "strength_eps": (8,), "strength_mixed_eps": (8,), "strength_seeds": 1, "strength_widths": (8,),
               "pgdat_widths": (8,), "eval_pgd_steps": 2, "eval_eps": (1, 8), "eval_batch": 500,
               "corruptions": CORRUPTIONS, "severities": (3,), "corruption_seed": 0,
-              "pass_s": {4: 5e-4, 8: 9e-4}, "eval_s": 1.0},
+              "pass_s": {4: 5e-4, 8: 9e-4}, "eval_s": 1.0, "notebook_s": 10.0, "small_mixed_sweep_part": "small"},
     "quick": {"n_train": None, "n_test": 1000, "widths": (16, 64), "blocks": (2, 2, 2, 2), "seeds": 3,
               "epochs": 6, "batch": 256, "schedule": ("triangular", 0.2), "hp": {"PGD-AT": {"steps": 3}},
               "strength_eps": (2, 4, 8), "strength_mixed_eps": (8,), "strength_seeds": 1, "strength_widths": (16, 64),
               "pgdat_widths": (16, 64), "eval_pgd_steps": 20, "eval_eps": (1, 8), "eval_batch": 1000,
               "corruptions": CORRUPTIONS, "severities": (1, 2, 3, 4, 5), "corruption_seed": 0,
-              "pass_s": {16: 1.0e-5, 64: 2.5e-5}, "eval_s": 4.0},
+              "pass_s": {16: 1.0e-5, 64: 2.5e-5}, "eval_s": 4.0, "notebook_s": 30.0, "small_mixed_sweep_part": "small"},
+    # two CPU cores, each notebook ≤ 45 min: every row of the quick profile at widths 8 and 16, three seeds each,
+    # one epoch per run (what fits: the 32 runs take ≈ 2.6 h of the planned time), PGD-AT with 5 steps, PGD-10 in the
+    # evaluation. Time model from this project's measurements on two AMD EPYC cores (bf16 autocast + channels_last):
+    # a standard epoch of 49 000 images at width 16, batch 128, ≈ 50 s ⇒ 6e-4 s per pass per image (attack passes are
+    # cheaper: PGD-AT-5 measured 215 s per epoch where the rule plans 359 s, so attack-heavy runs are overestimated);
+    # width 8 assumed 2.5× cheaper (not measured). Evaluation of one run at width 16: PGD-10 at two ε on 1 000 images
+    # ≈ 40 s per BN route (PGD-20 measured ≈ 40 s per ε), the 65 000 images of the corruption suite ≈ 65 s (1 s per
+    # 1 000 forward passes), so ≈ 110 s for a plain-BN model and ≈ 150 s for a dual-BN one (both routes attacked);
+    # width 8 ≈ 2.3× cheaper (measured on clean forward passes).
+    "cpu": {"n_train": None, "n_test": 1000, "widths": (8, 16), "blocks": (2, 2, 2, 2), "seeds": 3,
+            "epochs": 1, "batch": 128, "schedule": ("triangular", 0.1), "hp": {"PGD-AT": {"steps": 5}},
+            "strength_eps": (2, 4, 8), "strength_mixed_eps": (8,), "strength_seeds": 1, "strength_widths": (8, 16),
+            "pgdat_widths": (8, 16), "eval_pgd_steps": 10, "eval_eps": (1, 8), "eval_batch": 500,
+            "corruptions": CORRUPTIONS, "severities": (1, 2, 3, 4, 5), "corruption_seed": 0,
+            "pass_s": {8: 2.4e-4, 16: 6e-4}, "eval_s": {8: (50.0, 65.0), 16: (110.0, 150.0)}, "notebook_s": 60.0,
+            "small_mixed_sweep_part": "strength"},
     "paper": {"n_train": None, "n_test": 1000, "widths": (16, 32, 64), "blocks": (2, 2, 2, 2), "seeds": 3,
               "epochs": None, "batch": None, "schedule": None, "hp": {},
               "strength_eps": (2, 4, 8), "strength_mixed_eps": (8,), "strength_seeds": 3,
               "strength_widths": (16, 32, 64), "pgdat_widths": (16, 32, 64), "eval_pgd_steps": 20, "eval_eps": (1, 8),
               "eval_batch": 1000, "corruptions": CORRUPTIONS, "severities": (1, 2, 3, 4, 5), "corruption_seed": 0,
-              "pass_s": {16: 1.0e-5, 32: 1.4e-5, 64: 2.5e-5}, "eval_s": 4.0},
+              "pass_s": {16: 1.0e-5, 32: 1.4e-5, 64: 2.5e-5}, "eval_s": 4.0, "notebook_s": 30.0,
+              "small_mixed_sweep_part": "small"},
 }
 NOTES = {"smoke": "smoke profile: tiny ResNet-18s, 256 training images, one epoch, PGD-2 for the 'pgd20' keys, one "
                    "corruption severity; the numbers only show that the pipeline runs.",
+         "cpu": "cpu profile (two CPU cores, each notebook ≤ 45 minutes): all 50 000 CIFAR-10 training images, "
+                "ResNet-18 at widths 8 and 16 instead of 16 and 64 (the standard ResNet-18), one epoch per run "
+                "(triangular learning rate 0 → 0.1 → 0 at batch 128) instead of the recipe's 200, three seeds per row "
+                "at both widths, PGD-AT with 5 steps instead of 7 (α = 2.5ε/5), the strength sweep (AdvProp at ε = "
+                "2, 4, 8/255, Mixed at 8/255) with one seed at both widths (the narrow Mixed sweep run is trained by "
+                "the strength part, 33, to balance the parts); evaluation on the first 1 000 test images with PGD-10 "
+                "instead of PGD-20 (the 'pgd20' keys hold PGD-10) at ε = 1/255 and 8/255 through both BN routes, and "
+                "the full CIFAR-10-C-style suite (13 corruptions × 5 severities). The time model plans 6e-4 s per "
+                "pass per image at width 16 (measured: a standard epoch ≈ 50 s) and 2.4e-4 s at width 8 (assumed "
+                "2.5× cheaper, not measured). The claims compare the seed-0 rows paired over the test images, with "
+                "the mean ± sd over the three seeds beside. CPU scale: compare the differences between rows, not the "
+                "absolute numbers.",
          "quick": "quick profile: 6 epochs (triangular learning rate) instead of 200; the strength sweep with one "
                   "seed; PGD-AT with 3 steps.",
          "paper": "paper profile: the analogue at full length; the paper itself trains EfficientNets on ImageNet."}
@@ -110,6 +144,9 @@ PARTS = tuple(PART_NOTEBOOKS)
 LABELS = {r["key"]: label for label, r in RECIPES.items()}      # "advprop" → "AdvProp"
 METHODS = tuple(LABELS)
 HEADLINE_METRICS = ("clean", "clean_aux", "corruption_mean", "pgd20", "pgd20_aux", "pgd20_eps1", "pgd20_eps1_aux")
+# Per-image flags a record keeps (the seed-0 rows carry them into the report, for the paired claims): the
+# accuracies of both BN routes and "corruption_rotated", one corrupted copy per test image (:func:`rotated`).
+FLAG_METRICS = HEADLINE_METRICS[:2] + HEADLINE_METRICS[3:] + ("corruption_rotated",)
 
 
 # ------------------------------------------------------------------------------------------------ the specs
@@ -170,7 +207,8 @@ def make_spec(label: str, profile: dict, width: int, seed: int, *, eps_255: int 
 
 
 def plan_parts(profile: dict, seed: int, overrides: dict | None = None) -> dict[str, list[tuple]]:
-    """Which runs (row, width, ε·255, seed) each part notebook trains, balanced to fit the 10-minute quick budget."""
+    """Which runs (row, width, ε·255, seed) each part notebook trains, balanced to fit the 10-minute quick budget (and
+    the cpu profile's 45 minutes)."""
     widths = sorted(profile["widths"])
     L = widths[-1]
     seeds = [seed + i for i in range(profile["seeds"])]
@@ -184,17 +222,18 @@ def plan_parts(profile: dict, seed: int, overrides: dict | None = None) -> dict[
     def sweep(w, label, grid):
         return [(label, w, e, s) for e in grid for s in sweep_seeds if e != he[label]]
 
-    def stronger(w):
-        return sweep(w, "AdvProp", profile["strength_eps"]) + sweep(w, "Mixed (shared BN)",
-                                                                     profile["strength_mixed_eps"])
     small = [h(m, w, s) for w in widths if w != L for s in seeds
              for m in head + (("PGD-AT",) if w in profile["pgdat_widths"] else ())]
-    small += [r for w in sorted(profile["strength_widths"]) if w != L for r in stronger(w)]
+    moved = {"small": small, "strength": [], "reference": []}
+    for w in sorted(profile["strength_widths"]):
+        if w != L:
+            small += sweep(w, "AdvProp", profile["strength_eps"])
+            moved[profile["small_mixed_sweep_part"]] += sweep(w, "Mixed (shared BN)", profile["strength_mixed_eps"])
     ref = [h("PGD-AT", L, s) for s in seeds] if L in profile["pgdat_widths"] else []
     ref += sweep(L, "Mixed (shared BN)", profile["strength_mixed_eps"]) if L in profile["strength_widths"] else []
+    strength = sweep(L, "AdvProp", profile["strength_eps"]) if L in profile["strength_widths"] else []
     return {"large": [h(m, L, s) for s in seeds for m in head], "small": small,
-            "strength": sweep(L, "AdvProp", profile["strength_eps"]) if L in profile["strength_widths"] else [],
-            "reference": ref}
+            "strength": strength + moved["strength"], "reference": ref + moved["reference"]}
 
 
 @dataclass
@@ -351,8 +390,9 @@ class Suite:
         return self._suite
 
 
-def corruption_accuracy(cfg: Config, t: ex.Trained, model, suite: Suite) -> pd.DataFrame:
-    """Accuracy per (corruption, severity) of the main-BN model, from per-image flags cached beside the run."""
+def corruption_flags(cfg: Config, t: ex.Trained, model, suite: Suite) -> np.ndarray:
+    """Per-image correct flags of the main-BN model on the corruption suite, one row per (corruption, severity) of
+    ``suite.pairs`` (cached beside the run)."""
     def compute():
         s = suite.get()
         big = dataclasses.replace(s[suite.pairs[0]], x=torch.cat([s[p].x for p in suite.pairs]),
@@ -360,9 +400,26 @@ def corruption_accuracy(cfg: Config, t: ex.Trained, model, suite: Suite) -> pd.D
         flags = evaluate(model, big, batch_size=cfg.eval_batch, device=cfg.s.device, progress=False).flags["clean"]
         return {"flags": flags.to_numpy()}
     what = {"corruption suite": suite.describe(), "batch": cfg.eval_batch, "route": "main"}
-    flags = np.asarray(ex.cached(t, what, compute)["flags"]).reshape(len(suite.pairs), -1)
+    return np.asarray(ex.cached(t, what, compute)["flags"]).astype(bool).reshape(len(suite.pairs), -1)
+
+
+def corruption_table_of(suite: Suite, flags: np.ndarray) -> pd.DataFrame:
+    """Accuracy per (corruption, severity) from :func:`corruption_flags`."""
     return pd.DataFrame([{"corruption": c, "family": corr.family_of(c), "severity": s,
                           "accuracy": 100 * int(f.sum()) / len(f)} for (c, s), f in zip(suite.pairs, flags)])
+
+
+def corruption_accuracy(cfg: Config, t: ex.Trained, model, suite: Suite) -> pd.DataFrame:
+    """Accuracy per (corruption, severity) of the main-BN model, from per-image flags cached beside the run."""
+    return corruption_table_of(suite, corruption_flags(cfg, t, model, suite))
+
+
+def rotated(flags: np.ndarray) -> np.ndarray:
+    """One corrupted copy per test image: image i under the (i mod P)-th (corruption, severity) pair of the suite —
+    every pair equally often, each test image once, so a paired interval over the test images is valid (the full
+    suite repeats every image P times, and its P flags per image are correlated)."""
+    n_pairs, n = flags.shape
+    return flags[np.arange(n) % n_pairs, np.arange(n)]
 
 
 def bn_layer_stats(model: torch.nn.Module) -> list[dict]:
@@ -404,6 +461,7 @@ def evaluate_run(cfg: Config, t: ex.Trained, test, suite: Suite) -> dict:
     the checkpoint: PGD flags per BN route, corruption flags)."""
     sp, model = t.spec, t.model()
     metrics: dict[str, float | None] = {}
+    flags: dict[str, list[bool]] = {}
     t0 = time.perf_counter()
     for route in ("main", "aux") if is_dual(model) else (None,):
         suffix = "_aux" if route == "aux" else ""
@@ -414,12 +472,18 @@ def evaluate_run(cfg: Config, t: ex.Trained, test, suite: Suite) -> dict:
                                     device=cfg.s.device, progress=False, desc=f"{sp.alias} {route or ''}")
         acc = ev.accuracies()
         metrics["clean" + suffix] = acc["clean"]
+        flags["clean" + suffix] = ev.flags["clean"].astype(bool).tolist()
         for e in cfg.eval_eps:
             metrics[pgd_key(e) + suffix] = acc[pgd_key(e)]
-    ctab = corruption_accuracy(cfg, t, model, suite)
+            flags[pgd_key(e) + suffix] = ev.flags[pgd_key(e)].astype(bool).tolist()
+    cflags = corruption_flags(cfg, t, model, suite)
+    ctab = corruption_table_of(suite, cflags)
     for k in HEADLINE_METRICS:
         metrics.setdefault(k, None)
     metrics["corruption_mean"] = float(ctab["accuracy"].mean())
+    rot = rotated(cflags)
+    metrics["corruption_rotated"] = 100 * float(rot.mean())
+    flags["corruption_rotated"] = rot.tolist()
     for fam, g in ctab.groupby("family", sort=False):
         metrics[f"corruption_{fam}"] = float(g["accuracy"].mean())
     res, x, method = t.result, sp.extra, sp.make_method()
@@ -429,7 +493,8 @@ def evaluate_run(cfg: Config, t: ex.Trained, test, suite: Suite) -> dict:
            "params_plain": model_params(cfg, x["width"]), "metrics": metrics,
            "corruptions": ctab.to_dict("records"), "cost_passes": float(res.cost["total"]),
            "formula_passes": method.derived_passes(), "train_s": float(res.train_seconds),
-           "epochs": int(res.epochs), "eval_s": time.perf_counter() - t0,
+           "epochs": int(res.epochs), "eval_s": time.perf_counter() - t0, "flags": flags,
+           "precision": (res.hyperparameters or {}).get("resolved"),
            "history": hist[[c for c in HISTORY if c in hist]].to_dict("records")}
     if is_dual(model):
         rec["bn_stats"] = bn_layer_stats(model)
@@ -465,13 +530,47 @@ def collect(cfg: Config, data=None, log=print, progress: bool = False) -> list[d
     return [r for p in cfg.parts for r in run_part(cfg, p, data=data, log=log, progress=progress)]
 
 
+def eval_seconds(cfg: Config, spec: ex.RunSpec) -> float:
+    """The time model's evaluation seconds of one run: the profile's ``eval_s`` (a number per run, or per width the
+    pair (plain-BN model, dual-BN model))."""
+    ev = cfg.eval_s
+    if isinstance(ev, (int, float)):
+        return float(ev)
+    plain, dual = ev[spec.extra["width"]]
+    return float(dual if RECIPES[spec.label]["dual_bn"] else plain)
+
+
+def part_minutes(cfg: Config) -> pd.DataFrame:
+    """Estimated minutes per notebook by the time model (each part, then the chapter notebook): training, evaluation,
+    the notebook's fixed time (``notebook_s``: start-up, data, the corruption suite) and the total."""
+    rows = []
+    for part in PARTS:
+        specs = cfg.runs(part)
+        n = cfg.n_train or 50_000
+        train_s = sum(ex.estimate_seconds(sp, n, cfg.pass_s[sp.extra["width"]]) for sp in specs)
+        eval_s = sum(eval_seconds(cfg, sp) for sp in specs)
+        rows.append({"part": part, "notebook": PART_NOTEBOOKS[part] + ".ipynb", "runs": len(specs),
+                     "train min": train_s / 60, "eval min": eval_s / 60, "fixed min": cfg.notebook_s / 60,
+                     "total min": (train_s + eval_s + cfg.notebook_s) / 60})
+    # the chapter notebook: every record from the caches, and §10's one extra run (the narrow AdvProp model with the
+    # summed loss, evaluated through its main BNs: planned as a plain model's evaluation)
+    extra = make_spec("AdvProp", cfg.profile, cfg.small, cfg.s.seed, overrides=cfg.overrides)
+    train_s = ex.estimate_seconds(extra, cfg.n_train or 50_000, cfg.pass_s[cfg.small])
+    eval_s = eval_seconds(cfg, make_spec("Vanilla", cfg.profile, cfg.small, cfg.s.seed))
+    rows.append({"part": "chapter", "notebook": f"30_{PAPER}.ipynb", "runs": 1, "train min": train_s / 60,
+                 "eval min": eval_s / 60, "fixed min": cfg.notebook_s / 60,
+                 "total min": (train_s + eval_s + cfg.notebook_s) / 60})
+    return pd.DataFrame(rows).set_index("part")
+
+
 def part_plan(cfg: Config, part: str, train=None) -> pd.DataFrame:
     """The runs of a part with the one time model (:func:`robustlib.experiment.plan`: the method's derived passes ×
     images × epochs × the profile's assumed seconds per pass), and, given the training set, whether each run's
     checkpoint is already there."""
     specs = cfg.runs(part)
     n = cfg.n_train or 50_000
-    df = ex.plan(specs, n, {sp.alias: cfg.pass_s[sp.extra["width"]] for sp in specs}, cfg.eval_s)
+    df = ex.plan(specs, n, {sp.alias: cfg.pass_s[sp.extra["width"]] for sp in specs},
+                 {sp.alias: eval_seconds(cfg, sp) for sp in specs})
     df.insert(1, "width", [sp.extra["width"] for sp in specs])
     df.insert(2, "attacker", ["—" if sp.extra["key"] == "vanilla" else
                               f"ε = {sp.extra['eps']}/255, PGD-{sp.make_method().attack_steps}" for sp in specs])
@@ -485,5 +584,6 @@ def part_plan(cfg: Config, part: str, train=None) -> pd.DataFrame:
 from .tables import (add_rows, config_table, corruption_frame, corruption_table, cost_table, frame,  # noqa: E402
                      paired_difference, part_summary, reference_table, robustness_table, strength_frame,
                      strength_label, summary_table)
+from .chapter import CLAIMS, claims, claims_rows  # noqa: E402
 from .figures import (fig_bn_stats, fig_corruption_examples, fig_corruptions, fig_reference,  # noqa: E402
                       fig_strength, fig_training)

@@ -52,8 +52,17 @@ def _note(cfg: Config, n: int, seeds: Iterable[int]) -> str:
     return base
 
 
+def _first_seed(sub: pd.DataFrame, cfg: Config) -> int:
+    """The seed whose run carries the row's per-image flags: the configuration's seed (seed 0 by default), else the
+    smallest seed of the group."""
+    seeds = sorted(int(s) for s in sub.seed)
+    return cfg.s.seed if cfg.s.seed in seeds else seeds[0]
+
+
 def _add_group(rep: Report, cfg: Config, table: str, name: str, sub: pd.DataFrame, metrics: Sequence[str],
-               paper: dict | None = None, extra_note: str = "") -> None:
+               paper: dict | None = None, extra_note: str = "", by_key: dict | None = None) -> None:
+    """One report row: the mean over the group's seeds (sd and per-seed values in extra keys); with ``by_key``
+    (records by run alias) also the per-image flags of the first seed's run (``flags_seed``), for paired claims."""
     vals, sds = {}, {}
     for k in metrics:
         m, sd, _ = _mean_sd(sub[k]) if k in sub else (None, None, 0)
@@ -62,10 +71,18 @@ def _add_group(rep: Report, cfg: Config, table: str, name: str, sub: pd.DataFram
     per_seed = {k: {str(int(s)): (None if pd.isna(v) else float(v)) for s, v in zip(sub.seed, sub[k])}
                 for k in metrics if k in sub}
     note = _note(cfg, len(sub), seeds) + (f"; {extra_note}" if extra_note else "")
+    extra = {}
+    if by_key is not None:
+        s0 = _first_seed(sub, cfg)
+        rec = by_key[sub[sub.seed == s0].key.iloc[0]]
+        if rec.get("flags"):
+            extra = {"flags": {k: rec["flags"][k] for k in metrics if k in rec["flags"]}, "flags_seed": s0,
+                     "precision": rec.get("precision")}
+            note += f"; per-image flags: seed {s0}"
     rep.add_row(table, name, vals, paper=paper, cost_passes=float(sub.cost_passes.mean()),
                 train_s=float(sub.train_s.mean()), epochs=int(sub.epochs.max()), note=note, sd=sds,
                 n_seeds=len(sub), seeds=seeds, per_seed=per_seed,
-                formula_passes=int(sub.formula_passes.iloc[0]))
+                formula_passes=int(sub.formula_passes.iloc[0]), **extra)
 
 
 def strength_label(method: str, eps: int) -> str:
@@ -75,7 +92,8 @@ def strength_label(method: str, eps: int) -> str:
 def add_rows(rep: Report, records: Sequence[dict], cfg: Config, complete: bool = True) -> None:
     """Aggregate the records into the report's tables (mean over seeds, sd and per-seed values in extra keys):
 
-    * ``cifar10_w<width>``: Vanilla, Mixed (shared BN), AdvProp, PGD-AT (headline attacker);
+    * ``cifar10_w<width>``: Vanilla, Mixed (shared BN), AdvProp, PGD-AT (headline attacker), each with the
+      per-image flags of its first seed's run (``flags``, ``flags_seed``) for the paired claims (:mod:`.chapter`);
     * ``strength_w<width>``: Vanilla and AdvProp / Mixed at every attacker ε;
     * ``cost``: measured N per sample per method and attack steps, beside the method's own statement
       (``derived_passes``) and Fast AdvProp's numbers.
@@ -86,12 +104,13 @@ def add_rows(rep: Report, records: Sequence[dict], cfg: Config, complete: bool =
         return
     extra_metrics = sorted(c for c in df.columns if c.startswith("corruption_") and c != "corruption_mean")
     metrics = list(HEADLINE_METRICS) + extra_metrics
+    by_key = {r["key"]: r for r in records}
     for w in cfg.widths:
         table = f"cifar10_w{w}"
         for m in METHODS:
             sub = _headline(df, cfg, m, w)
             if len(sub):
-                _add_group(rep, cfg, table, LABELS[m], sub, metrics)
+                _add_group(rep, cfg, table, LABELS[m], sub, metrics, by_key=by_key)
             elif complete:
                 rep.add_missing(table, [LABELS[m]], f"not trained in this profile ({cfg.s.profile}) at width {w}",
                                 metrics)
