@@ -48,7 +48,8 @@ from .methods import METHODS, PGDAT, Standard, fbf
 from .methods.base import Step
 from .models import build_model
 from .training import TrainConfig, Trainer
-from .utils import atomic_write_text, hardware_info, hardware_label, package_versions, resolve_device
+from .utils import (atomic_write_text, cpu_bf16_native, hardware_info, hardware_label, package_versions,
+                    resolve_device)
 
 EPS = 8 / 255
 NUAT_ALPHA = 4 / 255          # Bernoulli start magnitude of NuAT's scripts
@@ -60,19 +61,31 @@ PEAK_BF16_TFLOPS = {"H200": 790.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, 
 
 
 def _method_specs() -> dict[str, tuple[int, int, Callable]]:
-    """name → (batch size, epoch images, factory). Batch sizes as in the papers (NuAT 64, others 128)."""
-    specs = {
+    """name → (batch size, epoch images, factory): every training method the book's chapters train, at the
+    hyperparameters of their ResNet-18 recipes (NuAT chapter unless named). Batch sizes as in the papers (NuAT and
+    its guided baselines 64, the others 128). ABNN is not here: it trains only its small adaptive-BN layers around a
+    frozen substitute network (its chapter measures that cost, 3N)."""
+    b = METHODS.build
+    return {
         "standard": (128, 50000, lambda: Standard()),
+        "fgsm_at": (128, 50000, lambda: b("fgsm_at", eps=EPS)),
+        "rfgsm_at": (128, 50000, lambda: b("rfgsm_at", eps=EPS)),
         "fbf": (128, 50000, lambda: fbf(EPS)),
-        "nuat": (64, 49000, lambda: METHODS.build("nuat", lam_max=NUAT_LAM, ramp=False)),
+        "rmgm": (64, 49000, lambda: b("rmgm", eps=EPS)),
+        "gat": (64, 49000, lambda: b("gat", eps=EPS)),
+        "nuat": (64, 49000, lambda: b("nuat", lam_max=NUAT_LAM, ramp=False)),
+        "free_at": (128, 50000, lambda: b("free_at", eps=EPS, replays=8)),
         "pgd10": (128, 50000, lambda: PGDAT(EPS, 2 / 255, 10, name="PGD-10 AT")),
-        "trades10": (128, 50000, lambda: METHODS.build("trades", steps=10)),
+        "trades10": (128, 50000, lambda: b("trades", steps=10)),
+        "awp10": (128, 50000, lambda: b("awp", eps=EPS, alpha=2 / 255, steps=10, warmup_epochs=0)),  # AWP on
+        "advprop": (128, 50000, lambda: b("advprop")),          # AdvProp chapter: PGD-1 at ε = 1/255
+        "fd_gradreg": (128, 50000, lambda: b("fd_gradreg", lam=1.0, h=0.1, norm="l1")),   # comparison's FD row
     }
-    if "nuat" not in METHODS:
-        specs.pop("nuat")
-    if "trades" not in METHODS:
-        specs.pop("trades10")
-    return specs
+
+
+# Per method, what the timed loop changes: AdvProp's model gets dual BatchNorms; FD gradient regularisation trains in
+# fp32 (its finite differences must not be rounded to bf16), as its recipe does.
+METHOD_OPTIONS = {"advprop": {"dual_bn": True}, "fd_gradreg": {"amp": "off"}}
 
 
 def _model_kwargs(method: str, model: str, model_kwargs: dict | None) -> dict:
@@ -140,15 +153,21 @@ class RobustlibLoop:
         self.method, self.batch_size = method, batch_size or bs
         self.device = resolve_device(device)
         data = load_dataset("synthetic", "train", n=self.batch_size * steps, size=32)
+        opts = METHOD_OPTIONS.get(method, {})
         cfg = TrainConfig(epochs=1, batch_size=self.batch_size, schedule={"name": "constant", "lr": LR},
-                          augment=Augment(), compile=compile)
+                          augment=Augment(), compile=compile, amp=opts.get("amp", "auto"))
         torch.manual_seed(seed)
-        self.trainer = Trainer(build_model(model, **_model_kwargs(method, model, model_kwargs)), factory(), data,
-                               cfg, device=self.device, progress_bar=False, name=f"bench-{method}")
+        net = build_model(model, **_model_kwargs(method, model, model_kwargs))
+        if opts.get("dual_bn"):
+            from .methods.advprop import dualize
+            net = dualize(net)
+        self.trainer = Trainer(net, factory(), data, cfg, device=self.device, progress_bar=False,
+                               name=f"bench-{method}")
         self.trainer.model.train()
         self.trainer._set_hyperparameters(0.0)
         self._it = iter(self.trainer.batches.epoch(0))
         self.counter = 0
+        self.images = 0         # training images fed (Free-AT's replays of a batch count once)
         self.losses: list[torch.Tensor] = []
 
     @property
@@ -166,6 +185,7 @@ class RobustlibLoop:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss, _ = tr.train_step(x, y, Step(0, self.counter, self.counter, tr))
             self.counter += 1
+            self.images += len(x)
             self.losses.append(loss)
         _sync(self.device)
         return time.perf_counter() - t0
@@ -194,9 +214,9 @@ def bench_training(method: str, *, device, model: str = "resnet18", model_kwargs
     loop = RobustlibLoop(method, device=device, model=model, model_kwargs=model_kwargs, batch_size=batch_size,
                          steps=batches + warmup, compile=compile)
     loop.run(warmup)
-    samples0, passes0 = loop.trainer.meter.samples, loop.trainer.meter.total_passes
+    images0, passes0 = loop.images, loop.trainer.meter.total_passes
     seconds = loop.run(batches)
-    n = loop.trainer.meter.samples - samples0
+    n = loop.images - images0
     return loop.measurements(n, seconds, (loop.trainer.meter.total_passes - passes0) / max(n, 1))
 
 
@@ -377,14 +397,14 @@ def bench_pair(method: str, *, device, model: str = "resnet18", model_kwargs: di
     try:
         lib.run(warmup)
         ref.run(warmup)
-        samples0, passes0 = lib.trainer.meter.samples, lib.trainer.meter.total_passes
+        images0, passes0 = lib.images, lib.trainer.meter.total_passes
         lib_s, ref_s = [], []
         for _ in range(rounds):
             lib_s.append(lib.run(batches))
             ref_s.append(ref.run(batches))
     finally:
         ref.close()
-    n = lib.trainer.meter.samples - samples0
+    n = lib.images - images0
     row = lib.measurements(n, sum(lib_s), (lib.trainer.meter.total_passes - passes0) / max(n, 1))
     per_round = batches * lib.batch_size
     ref_ips = rounds * per_round / sum(ref_s)
@@ -440,6 +460,246 @@ def bench_evaluation(*, device, model: str = "resnet18", model_kwargs: dict | No
     return out
 
 
+# ----------------------------------------------------------------------------------------------- the machine's peak
+
+def matmul_peak(device, dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 1.0) -> float:
+    """This device's measured dense matmul ceiling in TFLOP/s: an n×n by n×n product (2n³ FLOPs) in ``dtype``, repeated
+    for at least ``seconds`` after one untimed product. It is the denominator of the "of peak" column on machines
+    without a vendor figure in :data:`PEAK_BF16_TFLOPS` (CPUs): a measured ceiling, like the H200's."""
+    dev = resolve_device(device)
+    if n < 64 or seconds <= 0:
+        raise ConfigError(f"matmul_peak needs n ≥ 64 and seconds > 0, got n={n}, seconds={seconds}")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dev, dtype)
+    b = torch.randn(n, n, generator=g).to(dev, dtype)
+    (a @ b).sum().item()
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        c = a @ b
+        reps += 1
+        _sync(dev)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            break
+    del c
+    return 2 * n ** 3 * reps / elapsed / 1e12
+
+
+def machine_peaks(device) -> dict:
+    """Measured matmul ceilings (TFLOP/s) in fp32 and, on a CPU that computes bf16 natively or a GPU, in bf16."""
+    dev = resolve_device(device)
+    out = {"fp32": matmul_peak(dev, torch.float32)}
+    if dev.type == "cuda" or cpu_bf16_native():
+        out["bf16"] = matmul_peak(dev, torch.bfloat16)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- scaling
+
+# The scaling sweep: each axis varied at three points with the others at their middle value (width 16, training batch
+# 128, 200 test images, evaluation batch 200). Attacks run a cut budget (SCALING_ATTACK_STEPS): every attack here
+# costs the same for every step, so seconds scale linearly to the full budget (reported as s per image per step).
+SCALING = {"width": (8, 16, 32), "batch": (64, 128, 256), "images": (100, 200, 400), "eval_batch": (50, 100, 200)}
+SCALING_MIDDLE = {"width": 16, "batch": 128, "images": 200, "eval_batch": 200}
+SCALING_ATTACK_STEPS = 10
+SCALING_METHODS = ("standard", "fbf")
+
+
+def scaling_attacks(steps: int = SCALING_ATTACK_STEPS) -> dict:
+    """The attacks whose cost the sweep measures, at ``steps`` steps each: PGD (one uniform start), GAMA-PGD and
+    AutoAttack's APGD-CE (one restart). APGD attacks only the images the model classifies correctly, so the sweep
+    labels every image with the model's own prediction: every image is attacked for every iteration, the cost of an
+    image that survives (a robust model's)."""
+    from .attacks import GAMAPGD
+    return {"pgd": PGD(EPS, 2 / 255, steps, start="uniform"),
+            "gama": GAMAPGD(EPS, steps, relax_steps=max(1, steps // 4), drops=(int(0.6 * steps), int(0.85 * steps))),
+            "apgd_ce": AutoAttack(EPS, version="custom", attacks=("apgd-ce",), apgd_budget=(steps, 1),
+                                  batch_size=SCALING_MIDDLE["eval_batch"])}
+
+
+def _scaling_points(axes: dict, middle: dict) -> list[dict]:
+    """Every distinct setting of the sweep: the middle point and each axis's other values."""
+    points = [dict(middle)]
+    for axis, values in axes.items():
+        for v in values:
+            p = {**middle, axis: v}
+            if p not in points:
+                points.append(p)
+    return points
+
+
+def scaling(device: str = "auto", *, model: str = "resnet18", methods: Sequence[str] = SCALING_METHODS,
+            axes: dict | None = None, middle: dict | None = None, batches: int = 5, warmup: int = 2,
+            attack_steps: int = SCALING_ATTACK_STEPS, log=print) -> dict:
+    """How training and attack cost grow with the model's width, the training batch, the number of test images and
+    the evaluation batch: each axis of :data:`SCALING` (or ``axes``) at its points with the others at
+    :data:`SCALING_MIDDLE` (or ``middle``). Training: ``batches`` timed steps of each method after ``warmup`` (images/s, seconds per
+    pass per image); attacks (:func:`scaling_attacks`, untrained model, fixed-cost steps): seconds for the images and
+    seconds per image per step. Returns the document :func:`scaling_markdown` and :func:`plot_scaling` read."""
+    axes = dict(SCALING if axes is None else axes)
+    middle = {**SCALING_MIDDLE, **(middle or {})}
+    unknown = (set(axes) | set(middle)) - set(SCALING)
+    if unknown:
+        raise UnknownNameError("scaling axis", sorted(unknown)[0], SCALING)
+    bad = [m for m in methods if m not in _method_specs()]
+    if bad:
+        raise UnknownNameError("benchmark method", bad[0], _method_specs())
+    if any(len(v) < 1 or any(int(x) < 1 for x in v) for v in axes.values()) or min(middle.values()) < 1:
+        raise ConfigError(f"every scaling axis needs positive points, got {axes} around {middle}")
+    dev = resolve_device(device)
+    train_rows, attack_rows = [], []
+    train_axes = {k: v for k, v in axes.items() if k in ("width", "batch")}
+    seen = set()
+    for p in _scaling_points(train_axes, middle):
+        key = (p["width"], p["batch"])
+        if key in seen:
+            continue
+        seen.add(key)
+        for m in methods:
+            log(f"[scaling] train {m}: width {p['width']}, batch {p['batch']}")
+            r = bench_training(m, device=dev, model=model, model_kwargs={"width": p["width"]}, batches=batches,
+                               warmup=warmup, batch_size=p["batch"])
+            train_rows.append({"method": m, "width": p["width"], "batch": p["batch"],
+                               "images_per_s": r["images_per_s"], "passes_per_sample": r["passes_per_sample"],
+                               "s_per_pass_image": 1 / (r["images_per_s"] * r["passes_per_sample"]),
+                               "gflop_per_image": r["gflop_per_image"], "precision": r["precision"]})
+    attack_axes = {k: v for k, v in axes.items() if k in ("width", "images", "eval_batch")}
+    nets: dict[int, torch.nn.Module] = {}
+    seen = set()
+    for p in _scaling_points(attack_axes, middle):
+        key = (p["width"], p["images"], p["eval_batch"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if p["width"] not in nets:
+            torch.manual_seed(0)
+            nets[p["width"]] = build_model(model, width=p["width"]).to(dev).eval()
+        net = nets[p["width"]]
+        data = load_dataset("synthetic", "test", n=p["images"], size=32)
+        x = data.x.float().div(255).to(dev)
+        with torch.no_grad():
+            y = torch.cat([net(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
+        log(f"[scaling] attacks: width {p['width']}, {p['images']} images, batch {p['eval_batch']}")
+        atk = scaling_attacks(attack_steps)
+        atk["apgd_ce"].batch_size = p["eval_batch"]
+        res = evaluate(net, (x, y), atk, batch_size=p["eval_batch"], device=dev, progress=False)
+        attacked = res.accuracies()["clean"] / 100      # the images APGD attacks: all of them, by the labels
+        for name in atk:
+            s = res.seconds[name]
+            attack_rows.append({"attack": name, "width": p["width"], "images": p["images"],
+                                "eval_batch": p["eval_batch"], "steps": attack_steps, "seconds": s,
+                                "ms_per_image_step": 1000 * s / (p["images"] * attack_steps),
+                                "attacked_fraction": attacked})
+    return {"paper": "bench-scaling", "hardware": hardware_info(dev), "versions": package_versions(), "model": model,
+            "axes": {k: list(v) for k, v in axes.items()}, "middle": middle, "batches": batches,
+            "warmup": warmup, "attack_steps": attack_steps, "train": train_rows, "attacks": attack_rows,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def growth(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The exponent k of y ∝ x^k fitted by least squares on log–log axes (1 = linear growth)."""
+    import numpy as np
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    if len(lx) < 2 or np.ptp(lx) == 0:
+        raise ConfigError("a growth exponent needs at least two distinct points")
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _axis_rows(rows: list[dict], axis: str, middle: dict, fixed: Sequence[str]) -> list[dict]:
+    """The rows of one axis: the others at their middle value."""
+    return sorted([r for r in rows if all(r[k] == middle[k] for k in fixed if k != axis)], key=lambda r: r[axis])
+
+
+def _with_growth(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (one row per point of an axis) with a last row "growth exponent": :func:`growth` per column."""
+    exps = [growth(df.index.astype(float), df[c]) if len(df) > 1 else float("nan") for c in df.columns]
+    df.loc["growth exponent"] = exps
+    return df
+
+
+def scaling_frames(doc: dict) -> dict[str, pd.DataFrame]:
+    """Per axis, a table of the measured cost and its growth exponent: ``train_<axis>`` (seconds per epoch of 50 000
+    images, per method) and ``attack_<axis>`` (seconds for the axis's images at the measured steps, per attack)."""
+    out, mid = {}, doc["middle"]
+    for axis in [a for a in ("width", "batch") if a in doc["axes"]]:
+        rows = _axis_rows(doc["train"], axis, mid, ("width", "batch"))
+        out[f"train_{axis}"] = _with_growth(pd.DataFrame(
+            [{"method": r["method"], axis: r[axis], "s per epoch": 50_000 / r["images_per_s"]} for r in rows]
+        ).pivot(index=axis, columns="method", values="s per epoch"))
+    for axis in [a for a in ("width", "images", "eval_batch") if a in doc["axes"]]:
+        rows = _axis_rows(doc["attacks"], axis, mid, ("width", "images", "eval_batch"))
+        out[f"attack_{axis}"] = _with_growth(pd.DataFrame(
+            [{"attack": r["attack"], axis: r[axis], "seconds": r["seconds"]} for r in rows]
+        ).pivot(index=axis, columns="attack", values="seconds"))
+    return out
+
+
+AXIS_TITLES = {"width": "first-stage width", "batch": "training batch", "images": "test images",
+               "eval_batch": "evaluation batch"}
+
+
+def scaling_markdown(doc: dict) -> str:
+    """The sweep as Markdown tables (what the performance appendix includes)."""
+    hw = hardware_label(doc["hardware"])
+    mid = doc["middle"]
+    lines = [f"Measured on **{hw}**, model `{doc['model']}`, torch {doc['versions'].get('torch')}, {doc['created']}. "
+             f"Each axis varies with the others at width {mid['width']}, training batch {mid['batch']}, "
+             f"{mid['images']} test images, evaluation batch {mid['eval_batch']}. Training: {doc['batches']} timed "
+             f"steps after {doc['warmup']}, synthetic CIFAR-shaped images, robustlib's Trainer (precision as it "
+             f"resolves here); attacks: {doc['attack_steps']} steps each on an untrained model, every image "
+             "attacked at every step. The growth exponent k fits cost ∝ x^k (1 = linear).", ""]
+    for name, df in scaling_frames(doc).items():
+        kind, axis = name.split("_", 1)
+        unit = "seconds per epoch of 50 000 images" if kind == "train" else \
+            f"seconds for the images ({doc['attack_steps']} steps)"
+        lines += [f"**{'Training' if kind == 'train' else 'Attacks'} against the {AXIS_TITLES[axis]}** ({unit})", ""]
+        cols = list(df.columns)
+        lines += ["| " + AXIS_TITLES[axis] + " | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for idx, r in df.iterrows():
+            fmt = (lambda v: f"{v:.2f}") if idx == "growth exponent" else (lambda v: f"{v:.1f}")
+            lines.append(f"| {idx} | " + " | ".join(fmt(r[c]) for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plot_scaling(doc: dict):
+    """One panel per axis: cost against the axis on log–log axes, one line per method or attack."""
+    import matplotlib.pyplot as plt
+    frames = scaling_frames(doc)
+    fig, axs = plt.subplots(1, len(frames), figsize=(3.6 * len(frames), 3.2), squeeze=False)
+    for ax, (name, df) in zip(axs[0], frames.items()):
+        kind, axis = name.split("_", 1)
+        d = df.drop(index="growth exponent")
+        for c in d.columns:
+            k = df.loc["growth exponent", c]
+            ax.plot(d.index.astype(float), d[c], marker="o", label=f"{c} (k = {k:.2f})")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(d.index.astype(float), [str(int(v)) for v in d.index])
+        ax.set_xlabel(AXIS_TITLES[axis])
+        ax.set_ylabel("s per epoch" if kind == "train" else "attack seconds")
+        ax.set_title(("training" if kind == "train" else "attacks") + f" vs {AXIS_TITLES[axis]}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def run_scaling(device: str = "auto", *, out: str | Path | None = None, log=print, **kw) -> dict:
+    """:func:`scaling`, written as JSON (``out``) with its Markdown tables and figure (``.md``, ``.png``) beside."""
+    doc = scaling(device, log=log, **kw)
+    table = scaling_markdown(doc)
+    log(table)
+    if out is not None:
+        out = Path(out)
+        atomic_write_text(json.dumps(doc, indent=2, default=str), out)
+        atomic_write_text(table + "\n", out.with_suffix(".md"))
+        fig = plot_scaling(doc)
+        fig.savefig(out.with_suffix(".png"), dpi=120)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return doc
+
+
 def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: str = "resnet18",
         model_kwargs: dict | None = None, batches: int = 20, warmup: int = 3, eval_images: int = 1000,
         autoattack: bool = True, compile: dict | None = None, out: str | Path | None = None, log=print,
@@ -448,31 +708,35 @@ def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: st
         batch_size: int | None = None) -> dict:
     """Run the benchmark; returns (and optionally writes) the results dict.
 
-    ``reference=True`` times each method against :class:`ReferenceLoop` too (:func:`bench_pair`; methods default to
-    those with a reference loop); ``evaluation=False`` skips the attack timings; ``batch_size`` replaces the papers'
+    ``reference=True`` times each method that has a reference loop (:data:`REFERENCE_STEPS`) against
+    :class:`ReferenceLoop` too (:func:`bench_pair`), the others alone; ``evaluation=False`` skips the attack timings; ``batch_size`` replaces the papers'
     batch sizes (for quick checks)."""
     dev = resolve_device(device)
     specs = _method_specs()
-    if reference:
-        specs = {k: v for k, v in specs.items() if k in REFERENCE_STEPS}
     methods = list(methods or specs)
     unknown = [m for m in methods if m not in specs]
     if unknown:
-        raise UnknownNameError("reference method" if reference else "benchmark method", unknown[0], specs)
+        raise UnknownNameError("benchmark method", unknown[0], specs)
     hw = hardware_info(dev)
     rows = []
     for m in methods:
-        log(f"[bench] {m}{' and its reference loop' if reference else ''} …")
-        if reference:
+        paired = reference and m in REFERENCE_STEPS
+        log(f"[bench] {m}{' and its reference loop' if paired else ''} …")
+        if paired:
             rows.append(bench_pair(m, device=dev, model=model, model_kwargs=model_kwargs, batches=batches,
                                    warmup=warmup, rounds=rounds, compile=compile, workers=reference_workers,
                                    batch_size=batch_size))
         else:
             rows.append(bench_training(m, device=dev, model=model, model_kwargs=model_kwargs, batches=batches,
                                        warmup=warmup, compile=compile, batch_size=batch_size))
-    peak = peak_tflops(hw)
+    peak, peak_source, peaks = peak_tflops(hw), "vendor dense bf16 figure", None
+    if peak is None:                # no vendor figure (CPUs): this machine's measured matmul ceiling
+        peaks = machine_peaks(dev)
+        peak_source = "measured matmul ceiling in the training precision"
     for r in rows:
-        r["peak_fraction"] = r["tflops"] / peak if peak else None
+        p = peak if peaks is None else peaks.get(r["precision"]["amp"], peaks["fp32"])
+        r["peak_tflops"] = p
+        r["peak_fraction"] = r["tflops"] / p if p else None
     ev = {}
     if evaluation:
         log("[bench] evaluation …")
@@ -481,7 +745,7 @@ def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: st
     amps = sorted({r["precision"]["amp"] for r in rows})
     doc = {"paper": "bench", "hardware": hw, "versions": package_versions(), "model": model,
            "model_kwargs": model_kwargs or {}, "amp": "/".join(amps) if amps else "–",
-           "peak_bf16_tflops": peak, "methods": rows, "reference": reference, **ev,
+           "peak_bf16_tflops": peak, "measured_peaks_tflops": peaks, "peak_source": peak_source, "methods": rows, "reference": reference, **ev,
            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for r in rows:
         doc[f"{r['method']}_epoch_s"] = r["epoch_s"]
@@ -518,7 +782,7 @@ def markdown(doc: dict) -> str:
     kw = doc.get("model_kwargs") or {}
     model = f"`{doc['model']}`" + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
     ref = any("speedup" in r for r in doc["methods"])
-    head = "| method | batch | images/s | s per epoch | N per sample | GFLOP/image | TFLOP/s | of bf16 peak |"
+    head = "| method | batch | images/s | s per epoch | N per sample | GFLOP/image | TFLOP/s | of peak |"
     rule = "|---|---|---|---|---|---|---|---|"
     if ref:
         head += " precision | reference images/s | reference precision | robustlib ÷ reference |"
@@ -537,6 +801,12 @@ def markdown(doc: dict) -> str:
             else:
                 line += f" {_precision_label(r.get('precision'))} | – | – | – |"
         lines.append(line)
+    peaks = doc.get("measured_peaks_tflops")
+    if peaks:
+        lines += ["", "Peak: this machine's measured matmul ceiling (2048³ GEMM) in each row's training precision: "
+                      + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()) + "."]
+    elif doc.get("peak_bf16_tflops"):
+        lines += ["", f"Peak: {doc['peak_bf16_tflops']:.0f} TFLOP/s dense bf16 ({doc.get('peak_source', 'vendor')})."]
     if ref:
         lines += ["", "Reference: the authors' scripts' loop (torchvision `DataLoader` over PIL images with "
                       "RandomCrop/RandomHorizontalFlip/ToTensor, fp32, eager, SGD), same model, batch and steps, "

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     bp.add_argument("--reference-workers", type=int, default=None,
                     help="DataLoader workers of the reference loop (default: the script's, at most the CPU count)")
     bp.add_argument("--no-eval", action="store_true", help="skip the evaluation (PGD-20 / AutoAttack) timings")
+    bp.add_argument("--scaling", action="store_true",
+                    help="instead: how training and attack cost grow with width, batch size and test images (three "
+                         "points each; writes JSON + Markdown + PNG to --out)")
 
     args = parser.parse_args(argv)
     try:
@@ -83,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"book: {m.get('book', 'not built')}")
             return 0
         if args.command == "bench":
-            from .bench import run
+            from .bench import SCALING_METHODS, run, run_scaling
             methods = [m for m in args.methods.split(",") if m] if args.methods else None
+            if args.scaling:
+                run_scaling(args.device, model=args.model, methods=methods or SCALING_METHODS, out=args.out)
+                return 0
             run(args.device, methods, model=args.model,
                 model_kwargs={"width": args.width} if args.width else None, batches=args.batches,
                 warmup=args.warmup, eval_images=args.eval_images, autoattack=not args.no_autoattack,

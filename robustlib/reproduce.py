@@ -47,7 +47,9 @@ from .results import GPU_PROFILES
 from .utils import atomic_write_text, git_info, hardware_info, hardware_label, package_versions
 
 PENDING_TAG = "robustlib-pending"
-BATCH_ONLY = ("reproduce.py", "cli.py", "__main__.py")   # run and publish notebooks; no result depends on them
+# The batch runner (runs and publishes notebooks) and the benchmark (`python -m robustlib bench`, which no notebook
+# imports): no notebook's result depends on them, so editing them reruns nothing.
+BATCH_ONLY = ("reproduce.py", "cli.py", "__main__.py", "bench.py")
 AFTER_ALL = ("comparison",)   # papers that reuse the other papers' trained models: they run after all the others
 
 
@@ -136,7 +138,7 @@ def code_version(root: Path) -> str:
 def notebook_version(nb: Path, root: Path) -> str:
     """What a notebook's results depend on, hashed: the notebook itself, the library outside ``robustlib/chapters``
     (plus the chapters' shared ``common.py``), its own chapter module or package and its reported numbers — for a
-    paper in :data:`AFTER_ALL` every chapter — not the batch machinery (:data:`BATCH_ONLY`). A finished notebook is
+    paper in :data:`AFTER_ALL` every chapter — not the batch machinery or the benchmark (:data:`BATCH_ONLY`). A finished notebook is
     rerun only when this changes, so editing the README, a test, the batch runner or another paper's chapter never
     redoes hours of finished work (and a rerun notebook still finds
     its trained checkpoints and cached evaluations)."""
@@ -615,4 +617,37 @@ def publish(run: str | Path, root: Path | None = None, log=print) -> list[Path]:
         index_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", index_path)
         copied.append(index_path)
+        times = wall_times_path(root)
+        atomic_write_text(wall_times_markdown(index, root) + "\n", times)
+        copied.append(times)
     return copied
+
+
+def wall_times_path(root: Path) -> Path:
+    """``book/results/wall_times.md``: the measured wall time of every published notebook (the performance appendix
+    includes it), rewritten by every :func:`publish`."""
+    return root / "book" / "results" / "wall_times.md"
+
+
+def wall_times_markdown(index: dict, root: Path) -> str:
+    """Per published profile, every notebook of the book with the wall time its published run measured (or "not
+    run yet"), the hardware and commit, and the total: what the whole book costs to regenerate in that profile."""
+    book = sorted((root / "notebooks").glob("*.ipynb")) if (root / "notebooks").is_dir() else []
+    out = []
+    for profile in [p for p in PROFILES if p in index]:
+        runs = index[profile]
+        names = [(chapter_name(nb), nb.name) for nb in book]
+        names += sorted((n, r.get("notebook") or n) for n, r in runs.items() if n not in dict(names))
+        done = [runs[n]["wall_s"] for n, _ in names if n in runs and runs[n].get("wall_s") is not None]
+        out += [f"**{profile} profile**: {len(done)} of {len(names)} notebooks published, "
+                f"{sum(done) / 3600:.2f} hours of notebook time in all (run one after another).", "",
+                "| notebook | wall time (min) | hardware | commit | started |", "|---|---|---|---|---|"]
+        for name, file in names:
+            r = runs.get(name)
+            if r is None:
+                out.append(f"| {file} | not run yet | | | |")
+            else:
+                out.append(f"| {file} | {r['wall_s'] / 60:.1f} | {r.get('hardware', '?')} | "
+                           f"`{str(r.get('commit') or '?')[:12]}` | {r.get('started', '?')} |")
+        out.append("")
+    return "\n".join(out).rstrip() if out else "No run has been published yet."

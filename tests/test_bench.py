@@ -7,6 +7,7 @@ import json
 import pytest
 
 from robustlib import bench
+from robustlib.errors import ConfigError, UnknownNameError
 
 
 def test_short_cpu_benchmark(tmp_path):
@@ -91,5 +92,73 @@ def test_unknown_reference_method_is_named():
     from robustlib.errors import UnknownNameError
     with pytest.raises(UnknownNameError, match="Valid reference method names: fbf, nuat, standard"):
         bench.reference_loop("pgd10", device="cpu")
-    with pytest.raises(UnknownNameError, match="Valid reference method names: fbf, nuat, standard"):
-        bench.run("cpu", ["pgd10"], reference=True, evaluation=False, log=lambda s: None)
+    with pytest.raises(UnknownNameError, match="Valid benchmark method names: .*fd_gradreg"):
+        bench.run("cpu", ["pgd11"], reference=True, evaluation=False, log=lambda s: None)
+
+
+def test_with_the_reference_a_method_without_one_is_timed_alone(tmp_path):
+    doc = bench.run("cpu", ["pgd10", "fbf"], model_kwargs=TINY, batches=1, warmup=1, reference=True,
+                    evaluation=False, reference_workers=0, batch_size=8, out=tmp_path / "b.json", log=lambda s: None)
+    rows = {r["method"]: r for r in doc["methods"]}
+    assert "speedup" not in rows["pgd10"] and rows["fbf"]["speedup"] > 0 and "pgd10_speedup" not in doc
+    assert "| pgd10 |" in (tmp_path / "b.md").read_text()
+
+
+# the cost meter's N per sample of every benchmarked method, as each method's docstring states it
+PASSES = {"standard": 2, "fgsm_at": 4, "rfgsm_at": 4, "fbf": 4, "rmgm": 8, "gat": 7, "nuat": 7, "free_at": 16,
+          "pgd10": 22, "trades10": 25, "advprop": 6, "fd_gradreg": 5}
+
+
+@pytest.mark.parametrize("method", sorted(PASSES) + ["awp10"])
+def test_every_benchmarked_method_trains_and_meters_its_cost(method):
+    r = bench.bench_training(method, device="cpu", model_kwargs=TINY, batches=1, warmup=1, batch_size=8)
+    if method == "awp10":    # TRADES-10 plus AWP's weight perturbation (on from the first batch here)
+        assert r["passes_per_sample"] > PASSES["trades10"]
+    else:
+        assert r["passes_per_sample"] == pytest.approx(PASSES[method])
+    # Free-AT replays each batch 8 times: images count once, so an epoch is a real one (8 replays of each batch)
+    assert r["images_per_s"] > 0 and r["timed_batches"] == 1
+    assert r["precision"]["amp"] == ("fp32" if method == "fd_gradreg" else r["precision"]["amp"])
+
+
+def test_cpu_peak_is_a_measured_matmul_ceiling_that_training_stays_below(tmp_path):
+    import torch
+    p = bench.matmul_peak("cpu", torch.float32, n=256, seconds=0.2)
+    assert 0.001 < p < 100
+    doc = bench.run("cpu", ["standard"], model_kwargs=TINY, batches=2, warmup=1, evaluation=False, batch_size=32,
+                    out=tmp_path / "b.json", log=lambda s: None)
+    r = doc["methods"][0]
+    assert doc["measured_peaks_tflops"]["fp32"] > 0 and 0 < r["peak_fraction"] < 1
+    assert r["peak_tflops"] == doc["measured_peaks_tflops"].get(r["precision"]["amp"])
+    assert "measured matmul ceiling" in (tmp_path / "b.md").read_text()
+    with pytest.raises(ConfigError, match="n ≥ 64"):
+        bench.matmul_peak("cpu", n=8)
+
+
+def test_growth_exponent_reads_the_power_law():
+    assert bench.growth([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+    assert bench.growth([8, 16, 32], [1, 4, 16]) == pytest.approx(2.0)
+    assert bench.growth([100, 200], [5, 5]) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="two distinct points"):
+        bench.growth([4, 4], [1, 2])
+
+
+def test_scaling_sweep_measures_every_axis_and_attacks_every_image(tmp_path):
+    axes = {"width": (4, 8), "batch": (8, 16), "images": (8, 16), "eval_batch": (4, 8)}
+    middle = {"width": 4, "batch": 8, "images": 8, "eval_batch": 8}
+    doc = bench.run_scaling("cpu", methods=("standard",), axes=axes, middle=middle, batches=1, warmup=1,
+                            attack_steps=2, out=tmp_path / "s.json", log=lambda s: None)
+    trained = {(r["width"], r["batch"]) for r in doc["train"]}
+    assert trained == {(4, 8), (8, 8), (4, 16)}                   # the middle point once, each axis's other value
+    attacked = {(r["width"], r["images"], r["eval_batch"]) for r in doc["attacks"]}
+    assert attacked == {(4, 8, 8), (8, 8, 8), (4, 16, 8), (4, 8, 4)}
+    assert {r["attack"] for r in doc["attacks"]} == {"pgd", "gama", "apgd_ce"}
+    assert all(r["attacked_fraction"] == 1.0 and r["seconds"] > 0 for r in doc["attacks"])
+    frames = bench.scaling_frames(doc)
+    assert set(frames) == {"train_width", "train_batch", "attack_width", "attack_images", "attack_eval_batch"}
+    assert list(frames["attack_images"].index) == [8, 16, "growth exponent"]
+    md = (tmp_path / "s.md").read_text()
+    assert "growth exponent" in md and "Attacks against the test images" in md
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    with pytest.raises(UnknownNameError, match="scaling axis"):
+        bench.scaling("cpu", axes={"depth": (1, 2)})

@@ -215,9 +215,10 @@ def test_a_notebook_reruns_only_when_its_own_code_changes(tmp_path):
     v = lambda nb: reproduce.notebook_version(nb, root)  # noqa: E731
     before, before_comp = v(nuat), v(comp)
     (root / "robustlib/reproduce.py").write_text("batch = 1")              # the batch runner: no result depends on it
+    (root / "robustlib/bench.py").write_text("bench = 1")                  # nor on the benchmark (no notebook runs it)
     assert v(nuat) == before
     for f in ("README.md", "robustlib/chapters/abnn/__init__.py", "robustlib/reported/abnn.yaml",
-              "robustlib/reproduce.py"):
+              "robustlib/reproduce.py", "robustlib/bench.py"):
         (root / f).write_text("changed")
     assert v(nuat) == before and v(comp) != before_comp   # the comparison reads every chapter
     for f in ("robustlib/chapters/nuat.py", "robustlib/attacks.py", "robustlib/chapters/common.py",
@@ -253,6 +254,9 @@ def test_publishing_a_cpu_run_banners_it_and_a_gpu_run_replaces_it_keeping_the_c
     assert "**cpu** run on CPU (2 cores: AMD EPYC)" in banner and "abc123def456" in banner and "30.0 minutes" in banner
     assert "compare the differences between rows" in banner and nb.metadata["robustlib"]["profile"] == "cpu"
     assert "earlier execution" not in banner
+    times = (root / "book/results/wall_times.md").read_text()     # the appendix's table of measured wall times
+    assert "**cpu** profile**" not in times and "**cpu profile**: 1 of 1 notebooks published, 0.50 hours" in times
+    assert "| 10_nuat.ipynb | 30.0 | CPU (2 cores: AMD EPYC) | `abc123def456` |" in times
     resumed = _fake_run(tmp_path / "resumed", "cpu")      # its models took longer than this execution: it resumed
     (resumed / "results/nuat.json").write_text(json.dumps({"profile": "cpu", "rows": [
         {"method": "NuAT", "train_s": 2400.0}, {"method": "NuAT", "train_s": 2400.0}, {"method": "FBF", "train_s": 600}]}))
