@@ -10,17 +10,18 @@ import torch
 import torch.nn as nn
 
 import robustlib.experiment as ex
-from robustlib import audit, results
+from robustlib import audit, claims, results
 from robustlib.attacks import AutoAttack
 from robustlib.chapters import comparison as ch
 from robustlib.chapters.common import PROFILES as PROFILE_NAMES
-from robustlib.errors import ConfigError
+from robustlib.errors import ConfigError, UnknownNameError
 from robustlib.methods import METHODS as REGISTERED
 from robustlib.methods.advprop import bn_route, dual_batchnorms, dualize
 from robustlib.models import MODELS
 from robustlib.report import Report
-from robustlib.stats import accuracy_ci
+from robustlib.stats import accuracy_ci, wilson_interval
 from robustlib.training import Trainer, run_fingerprint
+from robustlib.utils import derive_seed
 from conftest import ROOT, tiny_resnet
 
 
@@ -128,9 +129,9 @@ def _row(method, seed=0, clean=80.0, aa=40.0, n=1000, cost=4.0, epochs=5, train_
             "batch_dependent": False, "metrics_b1": None}
 
 
-def _rec(method, offset=0, **kw):
+def _rec(method, offset=0, n=1000, **kw):
     """An evaluate_row record."""
-    return {"label": method, "offset": offset, "seed": offset, "kind": "full" if not offset else "suite", "n": 1000,
+    return {"label": method, "offset": offset, "seed": offset, "kind": "full" if not offset else "suite", "n": n,
             "eval_batch": 1000, "metrics": {"clean": 80.0, "pgd20": 45.0, "pgd100": 43.0, "gama100": 41.0, "aa": 40.0},
             "batch_dependent": False, "metrics_b1": None, "aa_warnings": [], "hardware": "test GPU", "suite_s": 1.0,
             "checks": None, "eps_curve": None, "verdict": None, "checklist_s": None,
@@ -406,7 +407,210 @@ def test_config_keeps_its_five_parameter_call_and_the_report_knows_its_parts(tmp
     assert isinstance(ch.report(cfg, "fd"), Report) and ch.report(cfg).part is None
     with pytest.raises(ConfigError, match="valid: fd, baselines"):
         ch.report(cfg, "nope")
-    for p in set(PROFILE_NAMES) - set(ch.PROFILES):                # a profile this chapter does not define yet
-        with pytest.raises(ConfigError, match="valid here: smoke, quick, paper"):
-            ch.config(p, 0, "cpu", None, str(tmp_path))
+    assert set(ch.PROFILES) == set(PROFILE_NAMES)                  # every profile of the book, cpu included
+    with pytest.raises(UnknownNameError, match="Valid profile names: cpu, paper, quick, smoke"):
+        ch.config("cpus", 0, "cpu", None, str(tmp_path))
     assert "FD gradient regularization" in cfg.table().index and not ch.rows_table().empty
+
+
+# ------------------------------------------------------------------------------------------ the cpu profile
+
+
+def test_the_cpu_profile_builds_with_its_budgets_and_says_what_it_cut(tmp_path):
+    cfg = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    fd = cfg.specs[ch.FD]
+    assert fd.model_kw == {"width": 16} and fd.config.epochs == 2 and fd.config.amp == "off"
+    assert fd.config.batch_size == ch.RECIPES[ch.FD]["batch"] and fd.extra["paper_epochs"] == 200
+    assert cfg.n_test == 500 and cfg.pgd_record == {"pgd20": 20, "pgd100": 50} and cfg.gama_steps == 50
+    note = ch.NOTES["cpu"]
+    assert cfg.notes[0] == note and note.endswith("CPU scale: compare the differences between rows, not the absolute "
+                                                  "numbers.")
+    for cut in ("first 500 test images", "PGD-50", "GAMA-PGD-50", "unchanged standard version", "first 100",
+                "PGD-10 instead of PGD-20", "PGD-20 × 2 restarts", "Square with 100 queries", "1.5 points",
+                "2 epochs", "width 16"):
+        assert cut in note, cut
+    tab = cfg.table()["value"]
+    assert "AutoAttack on the first 100" in tab["test images"] and "min(PGD-50, GAMA-PGD-50)" in \
+        tab["checklist: black box"] and "PGD-5/10/20" in tab["checklist: steps, restarts"]
+    row = ch.add_row(cfg, ch.report(cfg), _rec(ch.FD, n=500, aa_n=100))
+    assert "pgd100 holds PGD-50" in row["note"] and "AutoAttack standard on the first 100" in row["note"]
+
+
+def test_cpu_autoattack_is_the_standard_version_on_a_prefix_with_its_own_interval(tmp_path):
+    cfg = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    aa = ch.suite(cfg)["aa"]
+    assert (aa.version, aa.attacks, aa.apgd_budget, aa.square_queries, aa.targets) == ("standard", None, None, None,
+                                                                                        None)
+    assert ch.aa_images(cfg) == cfg.aa_n == 100 < cfg.n_test
+    assert ch.aa_images(ch.config("quick", 0, "cpu", None, str(tmp_path))) == 1000   # quick: on every test image
+    rep = ch.report(cfg)
+    row = ch.add_row(cfg, rep, _rec("NuAT", n=500, aa_n=100))   # aa 40 % of 100, the others of 500 images
+    assert row["aa_n"] == 100 and row["n"] == 500
+    assert row["ci"]["aa"] == pytest.approx(wilson_interval(40, 100))
+    assert row["ci"]["clean"] == pytest.approx(accuracy_ci(80.0, 500))
+    width = row["ci"]["aa"][1] - row["ci"]["aa"][0]
+    assert 17 < width < 20                                       # ≈ ±9 points on 100 images
+    a = {**_row("FBF", 0, aa=40.0, n=500), "aa_n": 100}
+    b = {**_row("FBF", 1, aa=45.0, n=500), "aa_n": 100}
+    sp = ch.spread([a, b]).set_index("metric")
+    lo, hi = accuracy_ci(40.0, 100)
+    lo2, hi2 = accuracy_ci(45.0, 100)
+    assert sp.loc["aa", "ci_width"] == pytest.approx(((hi - lo) + (hi2 - lo2)) / 2)   # on AutoAttack's 100 images
+    assert sp.loc["clean", "ci_width"] < sp.loc["aa", "ci_width"]
+
+
+def test_the_cpu_plan_keeps_every_part_notebook_within_45_minutes(tmp_path):
+    cfg = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    pm = ch.part_minutes(cfg)
+    assert list(pm.columns) == ["est. cpu train min", "est. cpu eval min", "est. total min", "limit min"]
+    assert not any("quick" in c for c in ch.plan(cfg).columns)   # the columns say which basis
+    assert set(pm.index) == {nb + ".ipynb" for nb in ch.NOTEBOOKS.values()}
+    assert (pm["est. total min"] <= 45.0).all() and (pm["limit min"] == 45.0).all(), pm
+    assert 150 < pm["est. total min"].sum() < 240                # the chapter: a few hours
+    tp = ch.train_plan(cfg)                                      # FD: 2 epochs of 5N on 50 000 images, strict fp32
+    assert list(tp["epochs"]) == [2, 2] and tp["minutes"].iloc[0] == pytest.approx(
+        5 * 390 * 128 * 2 * ch.CPU_PLAN["fd_seconds_per_pass"] / 60)
+    p = ch.plan(cfg)
+    assert p.loc[("94_comparison__seed1.ipynb", "NuAT", 1), "est. cpu train min"] == pytest.approx(1069.3 / 60)
+    assert p.loc[("95_comparison__bn.ipynb", "ABNN", 0), "est. cpu eval min"] == pytest.approx(
+        1.25 * p.loc[("93_comparison__single_step.ipynb", "NuAT", 0), "est. cpu eval min"], rel=0.15)
+    # the time model follows the budgets: AutoAttack on 200 images would not fit
+    cfg.profile = {**cfg.profile, "aa_n": 200}
+    assert (ch.part_minutes(cfg)["est. total min"] > 45.0).any()
+    cfg.profile = {**cfg.profile, "aa_n": 100, "aa_version": "custom"}
+    with pytest.raises(ConfigError, match="plans AutoAttack 'standard' only"):
+        ch.plan(cfg)
+    with pytest.raises(ConfigError, match="valid: full, suite"):
+        ch.eval_seconds(cfg, "NuAT", "everything")
+
+
+def test_the_cpu_autoattack_estimate_follows_its_attacks_and_the_quick_plan_is_unchanged(tmp_path):
+    p = ch.PROFILES["cpu"]
+    step, fwd = ch.CPU_PLAN["aa_step_s"], ch.CPU_PLAN["forward_s"]
+    # an undefended model: APGD-CE (100 iterations) on the clean-correct images, nothing left for the others
+    assert ch.cpu_aa_seconds(p, {"clean": 1.0, "aa": 0.0}, 10) == pytest.approx(10 * (fwd + 100 * step))
+    robust = ch.cpu_aa_seconds(p, {"clean": 1.0, "aa": 1.0}, 1)  # every image robust: 9 + 9 targets, 5 000 queries
+    assert robust == pytest.approx(fwd + 100 * step + 900 * step + 900 * (step + fwd) + 5000 * fwd)
+    quick = ch.part_minutes(ch.config("quick", 0, "cpu", None, str(tmp_path)))
+    assert list(quick.columns)[:2] == ["est. quick train min", "est. quick eval min"]
+    assert (quick["limit min"] == 10.0).all()
+
+
+def test_cpu_second_seed_estimates_are_the_nuat_chapters_own(tmp_path):
+    """CPU_PLAN's second-seed seconds are the NuAT chapter's cpu time model of the same runs (its specs, derived
+    passes and CPU_SECONDS_PER_PASS); a change there must be carried here."""
+    from robustlib.chapters import nuat
+    from robustlib.chapters.nuat import chapter as nuat_chapter
+    ncfg = nuat.config("cpu", 0, "cpu", None, str(tmp_path))
+    for label, want in ch.CPU_PLAN["second_seed"].items():
+        spec = ncfg.specs[f"cifar10/{label}"]
+        n, spp, _ = nuat_chapter.planning(spec, "cpu")
+        assert ex.estimate_seconds(spec, n, spp) == pytest.approx(want, rel=0.01), label
+        assert spec.model_kw.get("width") == 16
+    assert {lab for lab, off, _ in (t for p in ch.PARTS.values() for t in p)
+            if off and ch.ROWS[lab]["chapter"] == "nuat"} == set(ch.CPU_PLAN["second_seed"])
+
+
+def test_autoattack_on_a_prefix_runs_on_its_first_images_and_is_cached_apart(run_dir, monkeypatch):
+    """With ``aa_n`` the suite runs without AutoAttack on every test image and AutoAttack alone on the first aa_n,
+    each cached; the record carries per-image flags of both lengths and AutoAttack's image count."""
+    monkeypatch.delenv("ROBUSTLIB_CHECKPOINTS", raising=False)
+    cfg = _fresh(run_dir)
+    cfg.profile = {**cfg.profile, "aa_n": 8}
+    rec = ch.evaluate_row(cfg, "Normal", 0, "suite", log=lambda s: None, progress=False)
+    assert rec["n"] == cfg.n_test == 32 and rec["aa_n"] == 8
+    assert len(rec["flags"]["aa"]) == 8 and len(rec["flags"]["pgd20"]) == 32
+    assert rec["metrics"]["aa"] == pytest.approx(100 * sum(rec["flags"]["aa"]) / 8)
+    rm = cfg._rows[("Normal", 0)]
+    atk = ch.suite(cfg, rm.eval_batch)
+    seed = derive_seed(ch.PAPER, cfg.s.seed, "Normal", 0)
+    direct = ex.evaluate_cached(None, {"aa": atk["aa"]}, cfg.test().head(8), model=rm.model, batch_size=rm.eval_batch,
+                                seed=seed, device="cpu", progress=False)
+    assert list(direct.flags["aa"]) == rec["flags"]["aa"]     # the first 8 test images, the same seed
+
+    def no_attack(*a, **k):
+        raise AssertionError("a cached evaluation was recomputed")
+    monkeypatch.setattr(ex, "evaluate", no_attack)
+    again = _fresh(run_dir)
+    again.profile = {**again.profile, "aa_n": 8}
+    assert ch.evaluate_row(again, "Normal", 0, "suite", log=lambda s: None, progress=False)["flags"] == rec["flags"]
+
+
+# ------------------------------------------------------------------------------------------------ the claims
+
+
+def _flags(k, n=100):
+    """k correct images, then n − k wrong ones."""
+    return [True] * k + [False] * (n - k)
+
+
+def _claim_rows(cfg, aa):
+    """A report whose first-seed rows carry per-image AutoAttack flags (``aa``: {row: flags}), through add_row."""
+    rep = ch.report(cfg)
+    for label, f in aa.items():
+        rec = _rec(label, n=500, aa_n=len(f))
+        rec["flags"] = {k: _flags(400, 500) for k in ch.METRICS if k != "aa"} | {"aa": f}
+        rec["metrics"] = {**rec["metrics"], "aa": 100 * sum(f) / len(f)}
+        rec["train"] = {**rec["train"], "cost_passes": {"NuAT": 7.0, "PGD-AT": 22.0, ch.FD: 5.0}.get(label, 4.0)}
+        ch.add_row(cfg, rep, rec)
+    return rep
+
+
+def test_claims_give_the_verdict_of_their_paired_interval(tmp_path):
+    cfg = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    assert [c.a for c in ch.CLAIMS] and all(c.a in ch.METHODS and (c.b is None or c.b in ch.METHODS)
+                                            for c in ch.CLAIMS)
+    rep = _claim_rows(cfg, {
+        "NuAT": _flags(60), "FBF": _flags(30),          # NuAT wins 30 images, loses none: supported
+        "PGD-AT": _flags(58),                           # 2 points from NuAT on 100 images: not resolvable
+        ch.FD: _flags(20), "Normal": _flags(0),         # FD beats Normal; PGD-AT beats FD
+        "AdvProp": _flags(0),                           # 0 of 100: the Wilson interval lies below 5 %
+        "ABNN": _flags(90),                             # far above PGD-AT: "ABNN below PGD-AT" contradicted
+    })
+    t = ch.claims(rep)
+    v = {c.key: t.loc[c.statement, "verdict"] for c in ch.CLAIMS}
+    assert v == {"nuat_vs_fbf": claims.SUPPORTED, "nuat_matches_pgdat": claims.UNRESOLVED,
+                 "nuat_cost": claims.SUPPORTED, "fd_beats_normal": claims.SUPPORTED,
+                 "pgdat_beats_fd": claims.SUPPORTED, "fd_cost": claims.SUPPORTED,
+                 "advprop_not_robust": claims.SUPPORTED, "abnn_beats_normal": claims.SUPPORTED,
+                 "abnn_below_pgdat": claims.CONTRADICTED}, v
+    nuat = t.loc[next(c.statement for c in ch.CLAIMS if c.key == "nuat_vs_fbf")]
+    assert nuat["ours"] == "+30.0" and nuat["n"] == 100          # paired, on AutoAttack's 100 images
+    cost = t.loc[next(c.statement for c in ch.CLAIMS if c.key == "nuat_cost")]
+    assert cost["ours"] == f"{7 / 22:.2f}×"
+    # overlapping: the same accuracy but different images — not resolvable either way
+    mixed = _claim_rows(cfg, {"NuAT": _flags(30), "FBF": [False] * 10 + _flags(30, 90), "Normal": _flags(3)})
+    t2 = ch.claims(mixed)
+    by = {c.key: t2.loc[c.statement, "verdict"] for c in ch.CLAIMS}
+    assert by["nuat_vs_fbf"] == claims.UNRESOLVED
+    assert by["fd_beats_normal"] == by["abnn_below_pgdat"] == by["nuat_cost"] == claims.MISSING   # rows absent
+    # a second-seed row never enters the claims
+    seed1 = ch.add_row(cfg, mixed, {**_rec("AdvProp", 1, n=500, aa_n=100), "flags": {"aa": _flags(0)}})
+    assert seed1["table"] != ch.TABLE and ch.claims(mixed).loc[next(
+        c.statement for c in ch.CLAIMS if c.key == "advprop_not_robust"), "verdict"] == claims.MISSING
+
+
+def test_rows_carry_flags_through_the_results_file_into_the_claims(tmp_path):
+    cfg = ch.config("cpu", 0, "cpu", None, str(tmp_path))
+    part = ch.report(cfg, part="single_step")
+    for label, k in (("FBF", 30), ("NuAT", 60)):
+        rec = _rec(label, n=500, aa_n=100)
+        rec["flags"] = {m: _flags(400, 500) for m in ch.METRICS if m != "aa"} | {"aa": _flags(k)}
+        ch.add_row(cfg, part, rec)
+    part.write()
+    chapter = ch.report(cfg)
+    ex.gather(chapter, {"single_step": ch.NOTEBOOKS["single_step"]})
+    statement = next(c.statement for c in ch.CLAIMS if c.key == "nuat_vs_fbf")
+    assert ch.claims(chapter).loc[statement, "verdict"] == claims.SUPPORTED
+
+
+def test_every_comparison_notebook_offers_the_cpu_profile_and_the_chapter_shows_its_claims_first():
+    for stem in ch.NOTEBOOKS.values():
+        nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
+        first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+        assert '"cpu" (2 CPU cores, ≤ 45 min)' in first and first.startswith('PROFILE = "smoke"'), stem
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), stem
+    nb = json.loads((ROOT / "notebooks" / "90_comparison.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "ch.config(PROFILE" in code[1] and "ch.claims(report)" in code[2] and "ch.collect(cfg, report)" in code[2]
+    assert sum("ch.collect(" in c for c in code) == 1

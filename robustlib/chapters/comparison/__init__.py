@@ -10,7 +10,9 @@ seed=...)``, which reopens that chapter's finished run (or trains it); the FD ro
 :data:`RECIPES` through :func:`robustlib.experiment.train`. Every evaluation is cached beside its checkpoint
 (:func:`robustlib.experiment.evaluate_cached` for the suite, :func:`robustlib.experiment.cached` for AutoAttack's
 warnings and the checklist); the part notebooks (:data:`PARTS`) write their rows and the chapter notebook gathers
-them (:func:`collect`).
+them (:func:`collect`). The chapter's claims (:data:`CLAIMS`, :func:`claims`) are checked on the rows' per-image
+flags. Planning (:func:`plan`, :func:`part_minutes`) uses one H200's estimates (:data:`PLAN`) or, in the cpu profile,
+two CPU cores' (:data:`CPU_PLAN`).
 """
 from __future__ import annotations
 
@@ -32,18 +34,19 @@ from ...errors import ConfigError
 from ...evaluation import B1
 from ...methods.advprop import bn_route
 from ...report import Report
+from ...stats import wilson_interval
 from ...threat import CIFAR10
 from ...training import TrainConfig
 from ...utils import derive_seed, fp32_strict, hardware_info, hardware_label
 from .. import abnn, advprop, nuat
 from ..common import ProfileValues, RunSettings, cifar10_splits, settings
-from .analysis import (COSTS, budget_table, checklist_tables, checks_of, eps_frame, first_seed, flagged,
+from .analysis import (COSTS, budget_table, checklist_tables, checks_of, claims, eps_frame, first_seed, flagged,
                        main_table, paper_numbers, pareto_mask, pareto_points, pareto_table, part_summary,
                        records_of, reported_points, reported_sources, second_seeds, spread, spread_summary,
                        spread_wide)
 from .figures import plot_eps, plot_pareto, plot_spread
-from .tables import (CHAPTER_TITLES, FD, METHODS, METRICS, NOT_ROBUST, NOTEBOOKS, NOTES, PAPER, PARTS, PLAN,
-                     PROFILES, RECIPES, ROWS, SPREAD_ROWS, TABLE)
+from .tables import (AA_STANDARD, CHAPTER_TITLES, CLAIMS, CPU_PLAN, FD, METHODS, METRICS, NOT_ROBUST, NOTEBOOKS, NOTES,
+                     PAPER, PART_LIMIT_MIN, PARTS, PLAN, PROFILES, RECIPES, ROWS, SPREAD_ROWS, TABLE)
 
 EPS = CIFAR10.eps
 CHAPTERS = {"nuat": nuat, "advprop": advprop, "abnn": abnn}   # each exposes trained(s, label, *, seed, progress)
@@ -84,23 +87,26 @@ class Config(ProfileValues):
         aa = self.aa_version + (f" ({'+'.join(self.aa_attacks)})" if self.aa_attacks else "") \
             + (f", APGD {self.aa_apgd_budget[0]} iterations × {self.aa_apgd_budget[1]}" if self.aa_apgd_budget
                else "") + (f", Square {self.aa_square_queries} queries" if self.aa_square_queries else "")
+        if aa_images(self) < self.n_test:
+            aa += f", on the first {aa_images(self)} of the test images (its own 95 % interval)"
         fd = self.specs[FD]
+        white = f"min(PGD-{self.pgd_record['pgd100']}, GAMA-PGD-{self.gama_steps})"
         rows = {
             "profile": self.s.profile, "device": str(self.s.device), "seed": self.s.seed,
             "second seed": f"{self.s.seed + 1} for {', '.join(SPREAD_ROWS)}",
             "test images": f"the first {self.n_test} CIFAR-10 test images, batches of {self.eval_batch} (ABNN: its "
-                           "chapter's evaluation batch; its AutoAttack at batch size 1)",
+                           "chapter's evaluation batch; its AutoAttack at batch size 1)"
+                           + (f"; AutoAttack on the first {aa_images(self)}" if aa_images(self) < self.n_test else ""),
             "attack suite": f"ε = 8/255; PGD (step 2/255, one uniform start) snapshots "
                             + ", ".join(f"{k} = PGD-{v}" for k, v in self.pgd_record.items())
-                            + f"; GAMA-PGD-{self.gama_steps}; AutoAttack {aa}",
+                            + f"; gama100 = GAMA-PGD-{self.gama_steps}; AutoAttack {aa}",
             "checklist: ε → 0": f"PGD-{self.eps_steps} (step ε/4) at ε = "
                                 + ", ".join(f"{e}/255" for e in self.eps_grid) + "; pass if ≤ 2 % at the largest",
             "checklist: steps, restarts": f"PGD-{'/'.join(map(str, self.sr_steps))} (one run) and PGD-"
                                           f"{max(self.sr_steps)} × {self.restarts} restarts; tolerance {self.tol:g} "
                                           "points",
             "checklist: black box": f"transfer of PGD-{self.transfer_steps} from the Normal model (for Normal: from "
-                                    f"PGD-AT), Square with {self.square_queries} queries, against min(PGD-100, "
-                                    "GAMA-PGD-100)",
+                                    f"PGD-AT), Square with {self.square_queries} queries, against {white}",
             "checklist: AutoAttack": "its own warnings (randomness, non-logit outputs, dynamic model, zero gradients, "
                                      "Square beating the gradient attacks)",
             FD: f"ResNet-18 {fd.model_kw or ''}, {fd.method} {fd.hp}; {fd.config.epochs} epochs, batch "
@@ -253,9 +259,15 @@ def budget(label: str, t: ex.Trained, which: str) -> dict:
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
+def aa_images(cfg: Config) -> int:
+    """How many of the test images AutoAttack runs on: the first ``aa_n`` (the cpu profile), else all ``n_test``."""
+    return min(cfg.aa_n, cfg.n_test) if cfg.aa_n else cfg.n_test
+
+
 def suite(cfg: Config, batch_size: int | None = None) -> dict:
     """The one attack suite: PGD-20/100 (snapshots of one run, step 2/255, one uniform start), GAMA-PGD-100 (one
-    restart) and AutoAttack (``standard`` in quick/paper), all at ε = 8/255."""
+    restart) and AutoAttack (``standard`` in cpu/quick/paper; in the cpu profile on the first ``aa_n`` test images
+    only, see :func:`evaluate_row`), all at ε = 8/255. The cpu profile's pgd100 and gama100 hold 50 steps."""
     steps, g = max(cfg.pgd_record.values()), cfg.gama_steps
     gama = GAMAPGD(EPS, g) if g >= 100 else GAMAPGD(EPS, g, relax_steps=max(1, g // 4),
                                                     drops=(int(0.6 * g), int(0.85 * g)))
@@ -300,28 +312,44 @@ def evaluate_row(cfg: Config, label: str, offset: int = 0, kind: str = "full", l
     """The suite (and for ``full`` the checklist) on one row's model, every piece cached beside its checkpoint.
 
     Returns a record: the row's metrics (a batch-dependent model's also scored one image at a time, ``metrics_b1``),
-    AutoAttack's warnings, the checklist, the training budget, and the seconds this call took."""
+    their per-image flags (``flags``, for the claims), how many images AutoAttack ran on (``aa_n``: the first
+    :func:`aa_images` of the test images, all of them outside the cpu profile), AutoAttack's warnings, the checklist,
+    the training budget, and the seconds this call took."""
     if kind not in KINDS:
         raise ConfigError(f"unknown evaluation kind {kind!r}; valid: {', '.join(KINDS)}")
     rm = row(cfg, label, offset, progress)
     test, bs, seed = cfg.test(), rm.eval_batch, derive_seed(PAPER, cfg.s.seed, label, offset)
     atk = suite(cfg, bs)
-    what = {"aa_warnings": ex.eval_fingerprint(rm.key, atk, test, None, bs, seed)}   # before AutoAttack runs
+    n_aa = aa_images(cfg)
+    # one evaluation of the whole suite, or (AutoAttack on a prefix) the suite without AutoAttack on every test image
+    # and AutoAttack alone on the first n_aa: each cached under its own key (the quick and paper keys are unchanged)
+    jobs = [(atk, None)] if n_aa >= len(test) else [({k: a for k, a in atk.items() if k != "aa"}, None),
+                                                    ({"aa": atk["aa"]}, n_aa)]
+    aa_job = jobs[-1]
+    what = {"aa_warnings": ex.eval_fingerprint(rm.key, aa_job[0], test, aa_job[1], bs, seed)}   # before AA runs
     t0 = time.perf_counter()
     run = dict(model=rm.model, batch_size=bs, seed=seed, device=cfg.s.device, progress=progress,
                desc=f"{label} seed {cfg.s.seed + offset}")
-    res = ex.evaluate_cached(None, atk, test, cache_dir=rm.trained.folder, model_key=rm.key, **run)
+    parts = [ex.evaluate_cached(None, a, test, cache_dir=rm.trained.folder, model_key=rm.key, n=n, **run)
+             for a, n in jobs]
 
-    def hear_warnings():         # flags read from the cache: run the suite once more to hear AutoAttack's warnings
-        if res.meta.get("cached"):
-            ex.evaluate_cached(None, atk, test, **run)
+    def hear_warnings():         # flags read from the cache: run AutoAttack once more to hear its warnings
+        if parts[-1].meta.get("cached"):
+            ex.evaluate_cached(None, aa_job[0], test, n=aa_job[1], **run)
         return {"warnings": list(atk["aa"].warnings)}
     warnings = list(ex.cached(None, what, hear_warnings, cache_dir=rm.trained.folder, model_key=rm.key)["warnings"])
-    acc = res.accuracies()
-    dependent = bool(res.meta.get("batch_dependent"))
-    rec = {"label": label, "offset": offset, "seed": cfg.s.seed + offset, "kind": kind, "n": res.n, "eval_batch": bs,
+    acc, flags = parts[0].accuracies(), {k: parts[0].flags[k] for k in parts[0].flags.columns}
+    for res in parts[1:]:                                  # AutoAttack's columns come from its own evaluation
+        a = res.accuracies()
+        for k in ("aa", "aa" + B1):
+            if k in a:
+                acc[k], flags[k] = a[k], res.flags[k]
+    dependent = bool(parts[0].meta.get("batch_dependent"))
+    rec = {"label": label, "offset": offset, "seed": cfg.s.seed + offset, "kind": kind, "n": parts[0].n,
+           "aa_n": parts[-1].n, "eval_batch": bs,
            "metrics": {k: float(acc[k]) for k in METRICS}, "batch_dependent": dependent,
            "metrics_b1": {k: float(acc[k + B1]) for k in METRICS if k + B1 in acc} if dependent else None,
+           "flags": {k: [bool(v) for v in flags[k]] for k in METRICS},
            "aa_warnings": warnings, "train": rm.info, "hardware": hardware_label(hardware_info(cfg.s.device)),
            "suite_s": time.perf_counter() - t0, "checks": None, "eps_curve": None, "verdict": None,
            "checklist_s": None}
@@ -367,6 +395,10 @@ def row_note(cfg: Config, rec: dict) -> str:
         r = cfg.pgd_record
         parts.append(f"smoke: pgd20/pgd100 hold PGD-{r['pgd20']}/{r['pgd100']}, gama100 GAMA-PGD-{cfg.gama_steps}, "
                      f"aa APGD-CE-{cfg.aa_apgd_budget[0]} + Square-{cfg.aa_square_queries}")
+    elif cfg.s.profile == "cpu":
+        r = cfg.pgd_record
+        parts.append(f"cpu: pgd100 holds PGD-{r['pgd100']}, gama100 GAMA-PGD-{cfg.gama_steps}, both on {rec['n']} "
+                     f"images; aa is AutoAttack {cfg.aa_version} on the first {rec.get('aa_n', rec['n'])} of them")
     return "; ".join(parts)
 
 
@@ -374,6 +406,10 @@ def add_row(cfg: Config, rep: Report, rec: dict) -> dict:
     t = rec["train"]
     table = TABLE if rec["offset"] == 0 else f"{TABLE}_seed{rec['seed']}"
     paper, src = paper_numbers(rec["label"])
+    n_aa = rec.get("aa_n") or rec["n"]
+    ci = {}
+    if n_aa != rec["n"]:      # AutoAttack ran on a prefix: its interval is on its own image count
+        ci["aa"] = wilson_interval(round(rec["metrics"]["aa"] * n_aa / 100), n_aa)
     return rep.add_row(table, rec["label"], rec["metrics"], paper=paper, cost_passes=t["cost_passes"],
                        train_s=t["train_s"], epochs=t["epochs"], note=row_note(cfg, rec), n=rec["n"],
                        seed=rec["seed"], gpu_s=t["gpu_s"], total_passes=t["total_passes"], hardware=rec["hardware"],
@@ -381,7 +417,7 @@ def add_row(cfg: Config, rep: Report, rec: dict) -> dict:
                        recipe_epochs=t.get("recipe_epochs"), family=ROWS[rec["label"]]["family"],
                        paper_source=src, aa_warnings=rec["aa_warnings"], checks=rec["checks"],
                        verdict=rec["verdict"], eps_curve=rec["eps_curve"], batch_dependent=rec["batch_dependent"],
-                       metrics_b1=rec["metrics_b1"])
+                       metrics_b1=rec["metrics_b1"], ci=ci, flags=rec.get("flags"), aa_n=n_aa)
 
 
 def run_part(cfg: Config, part: str, rep: Report | None = None, log=print, progress: bool = True) -> list[dict]:
@@ -432,58 +468,140 @@ def add_spread(rep: Report) -> None:
 # --------------------------------------------------------------------------------------------------- planning
 
 
+def basis(cfg: Config) -> str:
+    """Which time model plans this run: "cpu" (two CPU cores, :data:`CPU_PLAN` applied to the cpu profile's budgets)
+    in the cpu profile, else "quick" (the quick profile on one H200, :data:`PLAN`)."""
+    return "cpu" if cfg.s.profile == "cpu" else "quick"
+
+
+def _undefended(cfg: Config, label: str) -> bool:
+    return label in (CPU_PLAN["undefended_rows"] if basis(cfg) == "cpu" else NOT_ROBUST)
+
+
+def cpu_aa_seconds(profile: dict, acc: dict, n: int) -> float:
+    """Planned seconds of AutoAttack ``standard`` on ``n`` images on two CPU cores (:data:`CPU_PLAN`): a clean forward
+    pass of every image, APGD-CE on the clean-correct fraction ``acc["clean"]``, then APGD-T, FAB-T and Square on the
+    fraction still robust, ``acc["aa"]`` (:data:`AA_STANDARD`: iterations or queries, and target classes)."""
+    if profile["aa_version"] != "standard":
+        raise ConfigError(f"the cpu time model plans AutoAttack 'standard' only, not {profile['aa_version']!r}")
+    step, fwd = CPU_PLAN["aa_step_s"], CPU_PLAN["forward_s"]
+    (ce, _), (t_it, t_k), (f_it, f_k), (queries, _) = (AA_STANDARD[k] for k in ("apgd-ce", "apgd-t", "fab-t",
+                                                                                 "square"))
+    per_image = fwd + acc["clean"] * ce * step + acc["aa"] * (t_k * t_it * step + f_k * f_it * (step + fwd)
+                                                              + queries * fwd)
+    return n * per_image
+
+
+def cpu_suite_seconds(profile: dict, undefended: bool) -> float:
+    """Planned seconds of the suite on two CPU cores: PGD (one run to the longest snapshot) and GAMA-PGD on the
+    ``n_test`` images, AutoAttack on the first ``aa_n`` (:func:`cpu_aa_seconds`)."""
+    acc = CPU_PLAN["undefended" if undefended else "robust"]
+    n = profile["n_test"]
+    n_aa = min(profile["aa_n"] or n, n)
+    steps = max(profile["pgd_record"].values()) + profile["gama_steps"]
+    return n * (CPU_PLAN["forward_s"] + steps * CPU_PLAN["pgd_step_s"]) + cpu_aa_seconds(profile, acc, n_aa)
+
+
+def cpu_checklist_seconds(profile: dict, undefended: bool, batch_dependent: bool = False) -> float:
+    """Planned seconds of the checklist on two CPU cores, on the ``n_test`` images: the ε sweep, PGD with restarts,
+    the transfer attack (crafted on its source), Square on the images it does not break (``acc["square"]``, every
+    clean-correct image on a robust row), and for a batch-dependent row the white-box PGD at batch size 1 that
+    Square is compared with."""
+    acc = CPU_PLAN["undefended" if undefended else "robust"]
+    n, step, fwd = profile["n_test"], CPU_PLAN["pgd_step_s"], CPU_PLAN["forward_s"]
+    steps = (len(profile["eps_grid"]) * profile["eps_steps"] + max(profile["sr_steps"]) * (1 + profile["restarts"])
+             + profile["transfer_steps"] + (max(profile["pgd_record"].values()) if batch_dependent else 0))
+    forwards = len(profile["eps_grid"]) + 3 + acc["clean"] + acc["square"] * profile["square_queries"]
+    return n * (steps * step + forwards * fwd)
+
+
+def eval_seconds(cfg: Config, label: str, kind: str) -> float:
+    """Planned seconds of one evaluation (the suite, and for ``full`` the checklist) of row ``label``: one H200's
+    quick-profile estimate (:data:`PLAN`), or in the cpu profile two CPU cores' (:data:`CPU_PLAN` on the profile's
+    budgets, × the row's ``slower`` factor)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown evaluation kind {kind!r}; valid: {', '.join(KINDS)}")
+    und = _undefended(cfg, label)
+    if basis(cfg) == "quick":
+        return PLAN["suite_plain" if und else "suite_robust"] + (
+            PLAN["audit_plain" if und else "audit_robust"] if kind == "full" else 0.0)
+    ev = cpu_suite_seconds(cfg.profile, und)
+    if kind == "full":
+        ev += cpu_checklist_seconds(cfg.profile, und, batch_dependent=bool(ROWS[label].get("own_batch")))
+    return ev * CPU_PLAN["slower"].get(label, 1.0)
+
+
+def _fd_planning(cfg: Config) -> tuple[dict, int, float]:
+    """(profile, training images, seconds per pass) with which the FD runs are planned in this basis."""
+    if basis(cfg) == "cpu":
+        return cfg.profile, CPU_PLAN["train_images"], CPU_PLAN["fd_seconds_per_pass"]
+    return PROFILES["quick"], PLAN["train_images"], PLAN["fd_seconds_per_pass"]
+
+
 def _train_estimate(cfg: Config, label: str, offset: int) -> float:
-    """Estimated quick seconds to train what the row needs and its chapter has not trained: the FD runs (the one
-    time model, :func:`robustlib.experiment.estimate_seconds`) and second seeds of NuAT-chapter rows."""
+    """Estimated seconds (this run's basis, :func:`basis`) to train what the row needs and its chapter has not
+    trained: the FD runs (the one time model, :func:`robustlib.experiment.estimate_seconds`) and second seeds of
+    NuAT-chapter rows (that chapter's own estimate of the same run)."""
     if label in RECIPES:
-        spec = make_spec(label, PROFILES["quick"], cfg.s.seed + offset)
-        return ex.estimate_seconds(spec, PLAN["train_images"], PLAN["fd_seconds_per_pass"])
+        prof, n, spp = _fd_planning(cfg)
+        return ex.estimate_seconds(make_spec(label, prof, cfg.s.seed + offset), n, spp)
     if ROWS[label]["chapter"] == "nuat" and offset:
-        return PLAN["second_seed"][label]
+        return (CPU_PLAN if basis(cfg) == "cpu" else PLAN)["second_seed"][label]
     return 0.0
 
 
 def train_plan(cfg: Config) -> pd.DataFrame:
-    """The runs this chapter trains, in the quick profile (:func:`robustlib.experiment.plan`)."""
-    specs = [dataclasses.replace(make_spec(k, PROFILES["quick"], cfg.s.seed + off),
-                                 alias=f"{PAPER}-fd-seed{cfg.s.seed + off}") for k in RECIPES for off in (0, 1)]
-    return ex.plan(specs, PLAN["train_images"], PLAN["fd_seconds_per_pass"])
+    """The runs this chapter trains, planned in this run's basis (the quick profile on one H200, or the cpu profile on
+    two CPU cores; :func:`robustlib.experiment.plan`)."""
+    prof, n, spp = _fd_planning(cfg)
+    specs = [dataclasses.replace(make_spec(k, prof, cfg.s.seed + off), alias=f"{PAPER}-fd-seed{cfg.s.seed + off}")
+             for k in RECIPES for off in (0, 1)]
+    return ex.plan(specs, n, spp)
 
 
 def plan(cfg: Config) -> pd.DataFrame:
-    """Every evaluation of every part notebook: row, seed, what runs, and the estimated quick-profile minutes on one
-    H200 (training what its chapter did not train, evaluation, checklist). Estimates, not measurements."""
+    """Every evaluation of every part notebook: row, seed, what runs, and the estimated minutes (training what its
+    chapter did not train, evaluation, checklist) of the quick profile on one H200 — or, in the cpu profile, of the cpu
+    profile on two CPU cores; the column names say which (``est. quick …`` / ``est. cpu …``). Estimates, not
+    measurements."""
+    b = basis(cfg)
     out = []
     for part, tasks in PARTS.items():
         for label, offset, kind in tasks:
             train_s = _train_estimate(cfg, label, offset)
-            ev = PLAN["suite_plain" if label in NOT_ROBUST else "suite_robust"]
-            if kind == "full":
-                ev += PLAN["audit_plain" if label in NOT_ROBUST else "audit_robust"]
             out.append({"notebook": NOTEBOOKS[part] + ".ipynb", "row": label, "seed": cfg.s.seed + offset,
                         "evaluation": "suite + checklist" if kind == "full" else "suite",
                         "trained here": "yes" if label in RECIPES else
                         "by its chapter (seed + 1)" if train_s else "no (reused)",
-                        "est. quick train min": train_s / 60, "est. quick eval min": ev / 60})
+                        f"est. {b} train min": train_s / 60, f"est. {b} eval min": eval_seconds(cfg, label, kind) / 60})
     return pd.DataFrame(out).set_index(["notebook", "row", "seed"])
 
 
 def part_minutes(cfg: Config) -> pd.DataFrame:
-    """Estimated quick-profile minutes per notebook (with its start-up)."""
-    p = plan(cfg).reset_index()
-    tot = p.groupby("notebook", sort=False)[["est. quick train min", "est. quick eval min"]].sum()
-    tot["est. total min"] = tot.sum(axis=1) + PLAN["startup"] / 60
-    tot.loc[NOTEBOOKS[None] + ".ipynb"] = [0.0, 0.0, (PLAN["startup"] + PLAN["chapter"]) / 60]
+    """Estimated minutes per notebook (with its start-up; part 1 also its demonstration run in the cpu profile), of
+    the quick profile on one H200 or of the cpu profile on two CPU cores (:func:`basis`), and the limit each part
+    notebook is planned to (10 and 45 minutes)."""
+    b = basis(cfg)
+    base = CPU_PLAN if b == "cpu" else PLAN
+    cols = [f"est. {b} train min", f"est. {b} eval min"]
+    tot = plan(cfg).reset_index().groupby("notebook", sort=False)[cols].sum()
+    tot["est. total min"] = tot.sum(axis=1) + base["startup"] / 60
+    if b == "cpu":
+        tot.loc[NOTEBOOKS["fd"] + ".ipynb", "est. total min"] += CPU_PLAN["fd_demo"] / 60
+    tot.loc[NOTEBOOKS[None] + ".ipynb"] = [0.0, 0.0, (base["startup"] + base["chapter"]) / 60]
+    tot["limit min"] = PART_LIMIT_MIN[b]
     return tot
 
 
 __all__ = [
-    "BNRouted", "CHAPTERS", "COSTS", "Config", "EPS", "FD", "KINDS", "METHODS", "METRICS", "NOTEBOOKS", "PAPER",
-    "PARTS", "PLAN", "PROFILES", "RECIPES", "ROWS", "RowModel", "SPREAD_ROWS", "TABLE", "add_row", "add_spread",
-    "budget", "budget_table", "checklist", "checklist_tables", "checks_of", "collect", "config", "eps_frame",
-    "evaluate_row", "first_seed", "flagged", "main_table", "make_spec", "paper_numbers", "pareto_mask",
-    "pareto_points", "pareto_table", "part_minutes", "part_summary", "plan", "plot_eps", "plot_pareto",
-    "plot_spread", "records_of", "recipe_table", "report", "reported_points", "reported_sources", "row",
-    "row_note", "rows_table", "run_part", "second_seeds", "spread", "spread_summary", "spread_wide", "suite",
+    "AA_STANDARD", "BNRouted", "CHAPTERS", "CLAIMS", "COSTS", "CPU_PLAN", "Config", "EPS", "FD", "KINDS", "METHODS",
+    "METRICS", "NOTEBOOKS", "PAPER", "PARTS", "PART_LIMIT_MIN", "PLAN", "PROFILES", "RECIPES", "ROWS", "RowModel",
+    "SPREAD_ROWS", "TABLE", "aa_images", "add_row", "add_spread", "basis", "budget", "budget_table", "checklist",
+    "checklist_tables", "checks_of", "claims", "collect", "config", "cpu_aa_seconds", "cpu_checklist_seconds",
+    "cpu_suite_seconds", "eps_frame", "eval_seconds", "evaluate_row", "first_seed", "flagged", "main_table",
+    "make_spec", "paper_numbers", "pareto_mask", "pareto_points", "pareto_table", "part_minutes", "part_summary",
+    "plan", "plot_eps", "plot_pareto", "plot_spread", "records_of", "recipe_table", "report", "reported_points",
+    "reported_sources", "row", "row_note", "rows_table", "run_part", "second_seeds", "spread", "spread_summary",
+    "spread_wide", "suite",
     "train_fd", "train_plan", "trained_row", "transfer_source",
 ]

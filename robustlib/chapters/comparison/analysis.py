@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ... import audit, reported
+from ...claims import flags_from_rows, table as claims_table
 from ...methods import METHODS as REGISTERED
 from ...report import Report
 from ...stats import accuracy_ci, newcombe_difference
 from .. import nuat
-from .tables import FD, METHODS, METRICS, ROWS, TABLE
+from .tables import CLAIMS, FD, METHODS, METRICS, ROWS, TABLE
 
 
 def first_seed(rows: Iterable[dict]) -> dict[str, dict]:
@@ -28,6 +29,12 @@ def first_seed(rows: Iterable[dict]) -> dict[str, dict]:
 def second_seeds(rows: Iterable[dict]) -> dict[str, dict]:
     """{method: row} of the second-seed table (``resnet18_seed<k>``)."""
     return {r["method"]: r for r in rows if r["table"].startswith(TABLE + "_seed")}
+
+
+def images_of(row: dict, metric: str) -> int:
+    """How many test images are behind ``metric`` of a report row: ``aa_n`` for AutoAttack (the cpu profile runs it
+    on a prefix of the test images), else the row's ``n``."""
+    return int(row.get("aa_n") or row["n"]) if metric == "aa" else int(row["n"])
 
 
 def records_of(df: pd.DataFrame) -> list[dict]:
@@ -158,8 +165,8 @@ def spread(rows: Iterable[dict]) -> pd.DataFrame:
         if m not in first or m not in second:
             continue
         a, b = first[m], second[m]
-        n = min(a["n"], b["n"])
         for k in METRICS:
+            n = min(images_of(a, k), images_of(b, k))
             va, vb = a["metrics"][k], b["metrics"][k]
             lo_a, hi_a = accuracy_ci(va, n)
             lo_b, hi_b = accuracy_ci(vb, n)
@@ -201,6 +208,19 @@ def spread_wide(sp: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     w = sp.pivot(index="method", columns="metric", values="abs_diff")
     return w.reindex([m for m in METHODS if m in w.index])[[c for c in (*METRICS, "train_s") if c in w.columns]]
+
+
+# ------------------------------------------------------------------------------------------------------ claims
+
+
+def claims(rep: Report) -> pd.DataFrame:
+    """:data:`CLAIMS` checked on the first-seed rows of ``rep`` (gathered from the part notebooks: per-image flags and
+    measured passes per sample per epoch travel with each row, :func:`robustlib.claims.flags_from_rows`): a paired
+    95 % interval over the same test images, a Wilson interval against a threshold, or a ratio of measured passes;
+    a claim whose rows did not run says "not measured"."""
+    rows = [r for r in rep.rows if r["table"] == TABLE]
+    cost = {r["method"]: r.get("cost_passes") for r in rows}.get
+    return claims_table(CLAIMS, flags_from_rows(rows, TABLE), cost)
 
 
 # --------------------------------------------------------------------------------------------------- checklist
