@@ -121,7 +121,7 @@ def describe(c: Claim) -> str:
     if c.kind == "greater":
         return f"{c.metric}: {c.a} − {c.b} > {c.margin:g} (paired)"
     if c.kind == "less":
-        return f"{c.metric}: {c.a} − {c.b} < {-c.margin:g} (paired)"
+        return f"{c.metric}: {c.a} − {c.b} < {-c.margin + 0.0:g} (paired)"     # + 0.0: margin 0 reads "< 0", not "< -0"
     if c.kind == "within":
         return f"{c.metric}: |{c.a} − {c.b}| ≤ {c.margin:g} (paired)"
     if c.kind == "below":

@@ -92,3 +92,10 @@ def test_flags_travel_in_report_rows_and_feed_the_claims(tmp_path):
     f = cl.flags_from_rows(rep.rows, "t")
     assert f("A", "aa") == a and f("A", "pgd20") is None
     assert cl.check(cl.Claim("x", "A beats B", "greater", "aa", "A", "B"), f)["verdict"] == cl.SUPPORTED
+
+
+def test_a_less_claim_with_no_margin_reads_less_than_zero():
+    from robustlib.claims import Claim, describe
+    c = Claim("x", "A is less robust than B", "less", "aa", "A", "B")
+    assert describe(c) == "aa: A − B < 0 (paired)"
+    assert describe(Claim("y", "A at least 2 below B", "less", "aa", "A", "B", margin=-2.0)) == "aa: A − B < 2 (paired)"
