@@ -318,7 +318,9 @@ def test_lower_bounds_never_exceed_attack_distances_on_a_trained_smooth_model():
     misclassification threshold, so their C-bound variant may exceed the distances; ours (−ln K/τ) must not."""
     data = rl.load_dataset("synthetic", "train", n=512, size=8)
     test = rl.load_dataset("synthetic", "test", n=400, size=8)
-    cfg = rl.TrainConfig(epochs=4, batch_size=64, augment=None, schedule={
+    # fp32 (amp off): under amp="auto" a CPU with native bf16 trains in bf16, and how well this tiny model fits then
+    # depends on the machine (the precondition below held on AVX512-BF16, not on AMX)
+    cfg = rl.TrainConfig(epochs=4, batch_size=64, augment=None, amp="off", schedule={
         "name": "cyclic", "max_lr": 0.1, "up": 1, "down": 3, "cycle_momentum": False})
     torch.manual_seed(0)
     model = rl.train(rl.build_model("smooth_resnext34_2x32", width=4, blocks=(1, 1, 1)), rl.methods.Standard(),
