@@ -312,3 +312,26 @@ def test_a_new_run_folder_adopts_what_the_book_published_for_the_same_code(tmp_p
     assert again["adopted"]["code_version"] == version and again["code_version"] != version
     reproduce.publish(tmp_path / "reuse", root, log=lambda *_: None)     # republished: keeps the run's own version
     assert json.loads(reproduce.published_index(root).read_text())["cpu"]["nuat"]["code_version"] == version
+
+
+def test_a_chapter_that_gathers_its_parts_rows_is_not_called_resumed(tmp_path):
+    """The chapter notebook's results hold its part notebooks' rows, whose models the parts trained: their training
+    time exceeding the chapter's wall time says nothing about the chapter having resumed."""
+    root = tmp_path / "repo"
+    (root / "book" / "chapters").mkdir(parents=True)
+    (root / "book" / "results").mkdir()
+    run = _fake_run(tmp_path, "cpu")
+    (run / "results/nuat.json").write_text(json.dumps({"profile": "cpu", "rows": [
+        {"method": "NuAT", "train_s": 2400.0}, {"method": "FBF", "train_s": 600.0}]}))
+    part = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# MNIST"), nbformat.v4.new_code_cell("1")])
+    nbformat.write(part, run / "notebooks/16_nuat__mnist.ipynb")
+    (run / "results/nuat__mnist.json").write_text(json.dumps({"profile": "cpu", "rows": [
+        {"method": "NuAT", "train_s": 60.0}]}))
+    m = json.loads((run / "manifest.json").read_text())
+    m["notebooks"]["nuat__mnist"] = {"status": "ok", "notebook": "16_nuat__mnist.ipynb",
+                                     "output": "notebooks/16_nuat__mnist.ipynb", "results": "results/nuat__mnist.json",
+                                     "commit": "abc123def456789", "wall_s": 600.0, "started": "2026-12-03T19:00:00"}
+    (run / "manifest.json").write_text(json.dumps(m))
+    reproduce.publish(run, root, log=lambda *_: None)
+    banner = nbformat.read(root / "book/chapters/10_nuat.ipynb", as_version=4).cells[1].source
+    assert "30.0 minutes" in banner and "earlier execution" not in banner
