@@ -687,12 +687,8 @@ def plot_scaling(doc: dict):
 def run_scaling(device: str = "auto", *, out: str | Path | None = None, log=print, **kw) -> dict:
     """:func:`scaling`, written as JSON (``out``) with its Markdown tables and figure (``.md``, ``.png``) beside."""
     doc = scaling(device, log=log, **kw)
-    table = scaling_markdown(doc)
-    log(table)
+    out = _write(doc, scaling_markdown(doc), out, log)
     if out is not None:
-        out = Path(out)
-        atomic_write_text(json.dumps(doc, indent=2, default=str), out)
-        atomic_write_text(table + "\n", out.with_suffix(".md"))
         fig = plot_scaling(doc)
         fig.savefig(out.with_suffix(".png"), dpi=120)
         import matplotlib.pyplot as plt
@@ -753,13 +749,19 @@ def run(device: str = "auto", methods: Sequence[str] | None = None, *, model: st
         if "speedup" in r:
             doc[f"{r['method']}_reference_images_per_s"] = r["reference_images_per_s"]
             doc[f"{r['method']}_speedup"] = r["speedup"]
-    table = markdown(doc)
-    log(table)
-    if out is not None:
-        out = Path(out)
-        atomic_write_text(json.dumps(doc, indent=2, default=str), out)
-        atomic_write_text(table + "\n", out.with_suffix(".md"))
+    _write(doc, markdown(doc), out, log)
     return doc
+
+
+def _write(doc: dict, table: str, out: str | Path | None, log) -> Path | None:
+    """Print the Markdown ``table``; with ``out``, write ``doc`` there as JSON and the table beside it (``.md``)."""
+    log(table)
+    if out is None:
+        return None
+    out = Path(out)
+    atomic_write_text(json.dumps(doc, indent=2, default=str), out)
+    atomic_write_text(table + "\n", out.with_suffix(".md"))
+    return out
 
 
 def frame(doc: dict) -> pd.DataFrame:
